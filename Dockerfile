@@ -1,0 +1,17 @@
+# One image for web, worker and beat; docker-compose.yml picks the command.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+RUN useradd --create-home --uid 1000 app
+COPY pyproject.toml ./
+COPY governance ./governance
+COPY lifecycle ./lifecycle
+COPY audits ./audits
+COPY templates ./templates
+COPY static ./static
+COPY manage.py ./
+RUN pip install --no-cache-dir . && mkdir -p /data/media /app/staticfiles && chown -R app /data /app
+USER app
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
+EXPOSE 8000
+CMD ["gunicorn", "governance.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -1,0 +1,138 @@
+"""Admin plumbing that routes every admin write through the services.
+
+A `ServiceForm` calls its service while the form is validated (inside the admin's own
+transaction), so a refused change is shown next to the field instead of as a server error, and
+the admin's `save_model` has nothing left to do.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from governance.models import User
+from governance.selectors import projects_for_user
+
+
+class ServiceForm(forms.ModelForm):
+    """A model form whose `save_via_service` performs the write through a service."""
+
+    actor: User
+
+    def save_via_service(self) -> Model:
+        raise NotImplementedError
+
+    def _post_clean(self) -> None:
+        # No model validation here: the service validates, with messages meant for people.
+        if self.errors:
+            return
+        try:
+            # Several services may run for one form: all of them land, or none.
+            with transaction.atomic():
+                self.instance = self.save_via_service()
+        except ValidationError as exc:
+            add_service_errors(self, exc)
+        except PermissionDenied as exc:
+            self.add_error(None, str(exc))
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the fields it names, the rest on top."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc.messages)
+        return
+    for field, errors in exc.message_dict.items():
+        if field in form.fields:
+            form.add_error(field, errors)
+        else:
+            prefix = "" if field == NON_FIELD_ERRORS else f"{field}: "
+            form.add_error(None, [prefix + message for message in errors])
+
+
+class ServiceModelAdmin(admin.ModelAdmin):
+    """Admin whose writes go through `ServiceForm.save_via_service` and whose rows are
+    restricted to the projects the user may see (`project_path` names the project lookup)."""
+
+    project_path = "project"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def save_model(self, request, obj, form, change) -> None:
+        # The service already saved the object while the form was validated.
+        return None
+
+    def save_related(self, request, form, formsets, change) -> None:
+        return None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        visible = projects_for_user(request.user)
+        if self.project_path == "":
+            return super().get_queryset(request).filter(pk__in=visible.values("pk"))
+        return super().get_queryset(request).filter(**{f"{self.project_path}__in": visible})
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Rows are already restricted by get_queryset; outsiders never reach an object.
+        return request.user.is_active and request.user.is_staff
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def run_action(self, request: HttpRequest, queryset: QuerySet, service, verb: str, **kw):
+        """Apply `service` to each selected row, reporting successes and refusals."""
+        done = 0
+        for obj in queryset:
+            try:
+                service(actor=request.user, **{self.action_argument: obj}, **kw)
+                done += 1
+            except (ValidationError, PermissionDenied) as exc:
+                text = "; ".join(getattr(exc, "messages", [str(exc)]))
+                self.message_user(request, f"{obj}: {text}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{verb} {done} item(s).", messages.SUCCESS)
+
+    action_argument = "obj"
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+
+
+def action_with_text(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    title: str,
+    label: str,
+    apply,
+):
+    """An admin action that first asks for a text (a reason, a version label), then applies
+    `apply(text)`. Returns the intermediate page until the text is given."""
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    form.fields["reason"].label = label
+    if form.is_bound and form.is_valid():
+        apply(form.cleaned_data["reason"])
+        return None
+    return TemplateResponse(
+        request,
+        "admin/action_with_text.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "form": form,
+            "queryset": queryset,
+            "action": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        },
+    )

@@ -1,0 +1,15 @@
+"""The Celery application: Redis broker in production and CI, in-process in the embedded default.
+
+Configuration lives in `governance.settings` (the CELERY_* names), so a worker and the web
+process always agree on serializer, acknowledgement and time limits.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+
+app = Celery("governance")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

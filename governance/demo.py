@@ -1,0 +1,270 @@
+"""The demo health system: realistic projects in different phases, one user per role.
+
+Everything is created through the services, exactly as a real team would, so the demo also
+exercises the rules. Loading is idempotent: a second run changes nothing.
+"""
+
+import hashlib
+
+from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from governance import services as governance_services
+from governance.models import Project, RiskTier, TaskCategory, User
+from governance.roles import Role
+from lifecycle import services
+from lifecycle.models import Adaptation, DatasetPurpose, Gate, ItemStatus
+from lifecycle.phases import Phase
+
+DEMO_PASSWORD = "governance-demo"  # noqa: S105 - documented demo credential
+
+# username, first name, last name, the role they hold on every demo project
+DEMO_USERS = [
+    ("lead", "Priya", "Raman", Role.PROJECT_LEAD),
+    ("clinician", "Marcus", "Chen", Role.CLINICAL_LEAD),
+    ("steward", "Amara", "Okafor", Role.DATA_STEWARD),
+    ("privacy", "Elena", "Garcia", Role.PRIVACY_OFFICER),
+    ("safety", "Tom", "Lindqvist", Role.CLINICAL_SAFETY_OFFICER),
+    ("compliance", "Grace", "Mensah", Role.COMPLIANCE_OFFICER),
+    ("chair", "Robert", "Alvarez", Role.COMMITTEE_CHAIR),
+    ("member", "Hannah", "Kowalski", Role.COMMITTEE_MEMBER),
+    ("auditor", "Samuel", "Idowu", Role.AUDITOR),
+]
+OUTSIDER = ("outsider", "Olivia", "Park")
+
+PROJECTS = [
+    {
+        "slug": "ambient-scribe",
+        "name": "Ambient documentation scribe",
+        "description": "Drafts outpatient visit notes from the recorded clinician-patient "
+        "conversation for the clinician to review and sign.",
+        "clinical_setting": "Primary care and outpatient clinics",
+        "intended_use": "Generate a draft SOAP note from ambient audio transcripts; the "
+        "clinician edits and signs every note. Not used for orders or billing.",
+        "intended_users": "Primary care physicians, nurse practitioners",
+        "task_category": TaskCategory.CLINICAL_DOCUMENTATION,
+        "risk_tier": RiskTier.MEDIUM,
+        "approved_through": Phase.DEVELOPMENT,
+        "models": [("scribe-v1.0", "Llama 3.1 70B Instruct", Adaptation.LORA)],
+        "datasets": [
+            ("visits-2025q4-train", DatasetPurpose.TRAINING, 18_400),
+            ("visits-2026q1-test", DatasetPurpose.TEST, 2_150),
+        ],
+    },
+    {
+        "slug": "ed-triage-assistant",
+        "name": "ED triage assistant",
+        "description": "Suggests an Emergency Severity Index level from the triage note.",
+        "clinical_setting": "Emergency department",
+        "intended_use": "Suggest an ESI level (1-5) and the reasons for it to the triage nurse, "
+        "who decides. Flags possible under-triage for a second look.",
+        "intended_users": "Triage nurses",
+        "task_category": TaskCategory.DIAGNOSTIC_SUPPORT,
+        "risk_tier": RiskTier.HIGH,
+        "approved_through": Phase.DATA,
+        "submit": Phase.DEVELOPMENT,
+        "models": [
+            ("triage-v0.9", "GPT-4o (hosted, BAA)", Adaptation.PROMPT_ENGINEERING),
+            ("triage-v1.0", "GPT-4o (hosted, BAA)", Adaptation.RAG),
+        ],
+        "datasets": [("ed-notes-2025-validation", DatasetPurpose.VALIDATION, 6_000)],
+    },
+    {
+        "slug": "icd10-coding-assistant",
+        "name": "ICD-10 coding assistant",
+        "description": "Proposes ICD-10-CM codes for inpatient discharge summaries.",
+        "clinical_setting": "Health information management (coding)",
+        "intended_use": "Rank candidate ICD-10-CM codes with supporting text spans for the "
+        "professional coder, who selects the final codes.",
+        "intended_users": "Certified medical coders",
+        "task_category": TaskCategory.MEDICAL_CODING,
+        "risk_tier": RiskTier.MEDIUM,
+        "approved_through": Phase.PLANNING,
+        "changes_requested": Phase.DATA,
+        "models": [("coder-v2.1", "Mistral Large 2", Adaptation.FULL_FINE_TUNING)],
+        "datasets": [("discharge-2024-train", DatasetPurpose.TRAINING, 52_000)],
+    },
+    {
+        "slug": "patient-message-drafter",
+        "name": "Patient-portal message drafter",
+        "description": "Drafts replies to patient portal messages for clinician review.",
+        "clinical_setting": "Patient portal, all ambulatory specialties",
+        "intended_use": "Draft an empathetic, plain-language reply to a patient message; a "
+        "clinician edits and sends it. Urgent symptoms are routed to the nurse line instead.",
+        "intended_users": "Physicians, nurses and medical assistants answering the portal inbox",
+        "task_category": TaskCategory.PATIENT_INTERACTION,
+        "risk_tier": RiskTier.HIGH,
+        "submit": Phase.PLANNING,
+        "models": [],
+        "datasets": [],
+    },
+    {
+        "slug": "sepsis-risk-summariser",
+        "name": "Sepsis risk summariser",
+        "description": "Summarises the evidence for sepsis risk from notes and vitals for the "
+        "rapid response team.",
+        "clinical_setting": "Inpatient wards",
+        "intended_use": "Classify admissions at elevated sepsis risk and summarise the supporting "
+        "findings for the rapid response nurse; never triggers treatment by itself.",
+        "intended_users": "Rapid response nurses, hospitalists",
+        "task_category": TaskCategory.CLINICAL_TEXT_CLASSIFICATION,
+        "risk_tier": RiskTier.HIGH,
+        "approved_through": Phase.MONITORING,
+        "review_cycle": True,
+        "models": [("sepsis-v3.2", "Meditron 70B", Adaptation.LORA)],
+        "datasets": [
+            ("sepsis-2023-train", DatasetPurpose.TRAINING, 120_000),
+            ("sepsis-2026-monitoring", DatasetPurpose.MONITORING, 8_400),
+        ],
+    },
+]
+
+
+def load_demo() -> list[str]:
+    """Create the demo users and projects that do not exist yet; return what was created."""
+    created: list[str] = []
+    with transaction.atomic():
+        users = _users(created)
+        for spec in PROJECTS:
+            if not Project.objects.filter(slug=spec["slug"]).exists():
+                _project(spec, users)
+                created.append(f"project {spec['slug']}")
+    return created
+
+
+def _users(created: list[str]) -> dict[str, User]:
+    users: dict[str, User] = {}
+    if not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser(
+            "admin", "admin@demo.invalid", DEMO_PASSWORD, first_name="Site", last_name="Admin"
+        )
+        created.append("user admin")
+    for username, first, last, *_ in [*DEMO_USERS, (*OUTSIDER, None)]:
+        user, new = User.objects.get_or_create(
+            username=username,
+            defaults={
+                "first_name": first,
+                "last_name": last,
+                "email": f"{username}@demo.invalid",
+                "is_staff": True,
+            },
+        )
+        if new:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            created.append(f"user {username}")
+        users[username] = user
+    users["lead"].user_permissions.add(
+        Permission.objects.get(content_type__app_label="governance", codename="add_project")
+    )
+    return users
+
+
+def _project(spec: dict, users: dict[str, User]) -> None:
+    lead, chair = users["lead"], users["chair"]
+    fields = ("slug", "name", "description", "clinical_setting", "intended_use")
+    project = governance_services.project_create(
+        actor=lead,
+        intended_users=spec["intended_users"],
+        task_category=spec["task_category"],
+        risk_tier=spec["risk_tier"],
+        **{field: spec[field] for field in fields},
+    )
+    for username, *_, role in DEMO_USERS:
+        if role != Role.PROJECT_LEAD:
+            governance_services.membership_add(
+                actor=lead, project=project, user=users[username], role=role
+            )
+    for label, base, adaptation in spec["models"]:
+        services.model_version_create(
+            actor=lead,
+            project=project,
+            label=label,
+            base_model=base,
+            adaptation=adaptation,
+            notes=f"Registered for the {project.name} evaluation.",
+        )
+    for label, purpose, rows in spec["datasets"]:
+        services.dataset_version_create(
+            actor=users["steward"],
+            project=project,
+            label=label,
+            purpose=purpose,
+            row_count=rows,
+            sha256=hashlib.sha256(f"{project.slug}/{label}".encode()).hexdigest(),
+            description=f"{rows:,} de-identified records.",
+        )
+
+    gates = {gate.phase: gate for gate in project.gates.all()}
+    through = spec.get("approved_through")
+    for phase in Phase:
+        if through is None or phase.number > Phase(through).number:
+            break
+        _settle_phase(project, phase, users)
+        services.gate_submit(actor=lead, gate=gates[phase], note="All items settled.")
+        services.gate_approve(actor=chair, gate=gates[phase], note="Approved at committee.")
+    if spec.get("submit"):
+        _settle_phase(project, spec["submit"], users)
+        services.gate_submit(actor=lead, gate=gates[spec["submit"]])
+    if spec.get("changes_requested"):
+        phase = spec["changes_requested"]
+        _settle_phase(project, phase, users)
+        services.gate_submit(actor=lead, gate=gates[phase])
+        services.gate_request_changes(
+            actor=chair,
+            gate=gates[phase],
+            reason="The data diversity evidence does not break down the training set by "
+            "payer and language; add the table and resubmit.",
+        )
+    if spec.get("review_cycle"):
+        services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
+    _work_in_progress(project, users)
+
+
+def _settle_phase(project: Project, phase: Phase, users: dict[str, User]) -> None:
+    lead = users["lead"]
+    for index, item in enumerate(project.checklist_items.filter(phase=phase)):
+        if not item.required and index % 2:
+            services.checklist_item_update(
+                actor=lead,
+                item=item,
+                status=ItemStatus.NOT_APPLICABLE,
+                justification="Out of scope for the pilot; revisited at the annual review.",
+            )
+            continue
+        if item.evidence_required:
+            if index % 3 == 0:
+                body = f"{item.title}\n\n{project.name}: evidence summary for the committee.\n"
+                services.evidence_add_file(
+                    actor=lead,
+                    item=item,
+                    upload=ContentFile(body.encode(), name=f"{item.key.split('.')[1]}.txt"),
+                    title=f"{item.title} — summary",
+                )
+            else:
+                services.evidence_add_note(
+                    actor=lead,
+                    item=item,
+                    note=f"Reviewed with the {item.get_owner_role_display().lower()}; "
+                    "see the project share for the signed document.",
+                )
+        services.checklist_item_update(actor=lead, item=item, status=ItemStatus.DONE)
+
+
+def _work_in_progress(project: Project, users: dict[str, User]) -> None:
+    """Leave the open phase visibly in progress: assignments, a status and a discussion."""
+    gate = project.gates.filter(state=Gate.State.OPEN).first()
+    if gate is None:
+        return
+    owners = {role: username for username, *_, role in DEMO_USERS}
+    for item in gate.items.order_by("position")[:3]:
+        assignee = users[owners[item.owner_role]]
+        services.checklist_item_assign(actor=users["lead"], item=item, assignee=assignee)
+        services.checklist_item_update(actor=assignee, item=item, status=ItemStatus.IN_PROGRESS)
+        services.comment_add(
+            actor=users["member"],
+            item=item,
+            body="Could we see how this was checked for patients whose preferred language "
+            "is not English?",
+        )

@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand
+
+from governance.demo import DEMO_PASSWORD, load_demo
+
+
+class Command(BaseCommand):
+    help = "Load the demo health system (idempotent): one user per role and five projects."
+
+    def handle(self, *args, **options) -> None:
+        created = load_demo()
+        if created:
+            self.stdout.write(f"Demo data: created {len(created)} objects.")
+        else:
+            self.stdout.write("Demo data already loaded.")
+        self.stdout.write(
+            f"Log in as admin, lead, clinician, steward, privacy, safety, compliance, chair, "
+            f"member, auditor or outsider with the password “{DEMO_PASSWORD}”."
+        )

@@ -1,0 +1,81 @@
+"""Checking and granting project permissions.
+
+A member's django-guardian object permissions are always exactly the union of what their roles
+grant (`governance.roles.ROLE_PERMISSIONS`); `sync_member_permissions` restores that after every
+membership change, inside the same transaction.
+"""
+
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
+
+from governance.models import Membership, Project, ProjectUserObjectPermission, User
+from governance.roles import permissions_for_roles
+
+APP = "governance"
+
+
+def roles_of(user: User, project: Project) -> set[str]:
+    """The roles `user` holds on `project` (empty for anonymous users and outsiders)."""
+    if not user.is_authenticated:
+        return set()
+    return set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
+
+
+def has_project_perm(user: User, codename: str, project: Project) -> bool:
+    """Object permission through a role; the view permission also through a global grant."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.has_perm(f"{APP}.{codename}", project):
+        return True
+    # Staff with the explicit model-level permission may read every project (never write).
+    return codename == "view_project" and user.has_perm(f"{APP}.view_project")
+
+
+def require_project_perm(user: User, codename: str, project: Project) -> None:
+    """Raise PermissionDenied unless `user` holds `codename` on `project`."""
+    if not has_project_perm(user, codename, project):
+        label = _permission_label(codename)
+        raise PermissionDenied(f"You are not allowed to {label} on project “{project.name}”.")
+
+
+def _permission_label(codename: str) -> str:
+    labels = {
+        "view_project": "view this project",
+        "change_project": "edit the project's details",
+        "manage_members": "manage memberships",
+        "edit_checklist": "edit checklist items",
+        "add_evidence": "attach evidence",
+        "comment": "comment",
+        "submit_gate": "submit gates for review",
+        "decide_gate": "decide gates",
+        "manage_versions": "register model and dataset versions",
+        "view_audit": "read the audit trail",
+        "export_report": "export reports",
+    }
+    return labels.get(codename, codename.replace("_", " "))
+
+
+def sync_member_permissions(project: Project, user: User) -> None:
+    """Make `user`'s object permissions on `project` match the roles they now hold."""
+    wanted = permissions_for_roles(roles_of(user, project))
+    current = dict(
+        ProjectUserObjectPermission.objects.filter(user=user, content_object=project).values_list(
+            "permission__codename", "id"
+        )
+    )
+    stale = [pk for codename, pk in current.items() if codename not in wanted]
+    if stale:
+        ProjectUserObjectPermission.objects.filter(id__in=stale).delete()
+    missing = wanted - current.keys()
+    if missing:
+        permissions = Permission.objects.filter(
+            content_type__app_label=APP, content_type__model="project", codename__in=missing
+        )
+        ProjectUserObjectPermission.objects.bulk_create(
+            ProjectUserObjectPermission(user=user, content_object=project, permission=permission)
+            for permission in permissions
+        )
+
+
+def is_member(user: User, project: Project) -> bool:
+    return Membership.objects.filter(project=project, user=user).exists()

@@ -1,0 +1,394 @@
+"""Admin for the lifecycle domain; every write goes through `lifecycle.services`."""
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from governance.admin_base import ServiceForm, ServiceModelAdmin, action_with_text
+from governance.models import User
+from lifecycle import services
+from lifecycle.models import (
+    ChecklistItem,
+    ChecklistTemplate,
+    Comment,
+    DatasetVersion,
+    Evidence,
+    Gate,
+    ModelVersion,
+    TemplateItem,
+)
+from lifecycle.permissions import can_edit_item
+from lifecycle.selectors import checklist_items_for_user
+
+
+class ChecklistItemForm(ServiceForm):
+    class Meta:
+        model = ChecklistItem
+        fields = ["status", "justification", "assignee"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["assignee"].queryset = User.objects.filter(
+                memberships__project=self.instance.project_id
+            ).distinct()
+
+    def save_via_service(self) -> ChecklistItem:
+        item = ChecklistItem.objects.get(pk=self.instance.pk)
+        if "assignee" in self.changed_data:
+            item = services.checklist_item_assign(
+                actor=self.actor, item=item, assignee=self.cleaned_data["assignee"]
+            )
+        if {"status", "justification"} & set(self.changed_data):
+            item = services.checklist_item_update(
+                actor=self.actor,
+                item=item,
+                status=self.cleaned_data["status"],
+                justification=self.cleaned_data["justification"],
+            )
+        return item
+
+
+class EvidenceInline(admin.TabularInline):
+    model = Evidence
+    extra = 0
+    fields = ["kind", "title", "file", "sha256", "size", "url", "note", "added_by", "withdrawn_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CommentInline(admin.TabularInline):
+    model = Comment
+    extra = 0
+    fields = ["author", "body", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ChecklistItem)
+class ChecklistItemAdmin(ServiceModelAdmin):
+    form = ChecklistItemForm
+    list_display = ["title", "project", "phase", "status", "owner_role", "assignee", "required"]
+    list_filter = ["phase", "status", "owner_role", "required", "project"]
+    search_fields = ["title", "key", "project__name"]
+    list_select_related = ["project", "assignee"]
+    readonly_fields = [
+        "project",
+        "phase",
+        "key",
+        "title",
+        "guidance",
+        "owner_role",
+        "required",
+        "evidence_required",
+        "updated_by",
+        "updated_at",
+    ]
+    fields = [*readonly_fields[:8], "status", "justification", "assignee", "updated_by"]
+    inlines = [EvidenceInline, CommentInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_staff
+        return can_edit_item(request.user, obj)
+
+
+class EvidenceForm(ServiceForm):
+    url = forms.URLField(required=False, assume_scheme="https", max_length=2000)
+
+    class Meta:
+        model = Evidence
+        fields = ["item", "kind", "title", "file", "url", "note"]
+
+    def save_via_service(self) -> Evidence:
+        data = self.cleaned_data
+        kind, item, title = data["kind"], data["item"], data["title"]
+        if kind == Evidence.Kind.FILE:
+            if not data.get("file"):
+                raise forms.ValidationError({"file": "Choose the file to upload."})
+            return services.evidence_add_file(
+                actor=self.actor, item=item, upload=data["file"], title=title
+            )
+        if kind == Evidence.Kind.LINK:
+            return services.evidence_add_link(
+                actor=self.actor, item=item, url=data["url"], title=title
+            )
+        return services.evidence_add_note(
+            actor=self.actor, item=item, note=data["note"], title=title
+        )
+
+
+@admin.register(Evidence)
+class EvidenceAdmin(ServiceModelAdmin):
+    form = EvidenceForm
+    project_path = "item__project"
+    list_display = ["__str__", "kind", "item", "sha256", "size", "added_by", "added_at", "active"]
+    list_filter = ["kind", "item__project"]
+    list_select_related = ["item", "added_by"]
+    search_fields = ["title", "original_name", "sha256", "url", "note"]
+    actions = ["withdraw"]
+
+    @admin.display(boolean=True)
+    def active(self, obj: Evidence) -> bool:
+        return obj.is_active
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "item":
+            kwargs["queryset"] = checklist_items_for_user(request.user).select_related("project")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Withdraw selected evidence (asks for a reason)")
+    def withdraw(self, request, queryset):
+        def apply(reason: str) -> None:
+            self.run_action(
+                request, queryset, services.evidence_withdraw, "Withdrew", reason=reason
+            )
+
+        return action_with_text(
+            self, request, queryset, title="Withdraw evidence", label="Reason", apply=apply
+        )
+
+    action_argument = "evidence"
+
+
+class CommentForm(ServiceForm):
+    class Meta:
+        model = Comment
+        fields = ["item", "body"]
+
+    def save_via_service(self) -> Comment:
+        return services.comment_add(
+            actor=self.actor, item=self.cleaned_data["item"], body=self.cleaned_data["body"]
+        )
+
+
+@admin.register(Comment)
+class CommentAdmin(ServiceModelAdmin):
+    form = CommentForm
+    project_path = "item__project"
+    list_display = ["item", "author", "created_at", "body"]
+    list_select_related = ["item", "author"]
+    list_filter = ["item__project"]
+
+    formfield_for_foreignkey = EvidenceAdmin.formfield_for_foreignkey
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Gate)
+class GateAdmin(ServiceModelAdmin):
+    list_display = ["project", "phase", "state", "review_round", "cycle", "decided_at"]
+    list_filter = ["state", "phase", "project"]
+    list_select_related = ["project"]
+    readonly_fields = [
+        "project",
+        "phase",
+        "state",
+        "review_round",
+        "cycle",
+        "opened_at",
+        "submitted_at",
+        "decided_at",
+        "decided_by",
+        "decision_note",
+    ]
+    actions = ["submit", "approve", "request_changes", "start_review_cycle"]
+    action_argument = "gate"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Submit selected gates for review")
+    def submit(self, request, queryset):
+        self.run_action(request, queryset, services.gate_submit, "Submitted")
+
+    @admin.action(description="Approve selected gates")
+    def approve(self, request, queryset):
+        self.run_action(request, queryset, services.gate_approve, "Approved")
+
+    @admin.action(description="Request changes on selected gates (asks for a reason)")
+    def request_changes(self, request, queryset):
+        def apply(reason: str) -> None:
+            self.run_action(
+                request, queryset, services.gate_request_changes, "Sent back", reason=reason
+            )
+
+        return action_with_text(
+            self, request, queryset, title="Request changes", label="What must change", apply=apply
+        )
+
+    @admin.action(description="Start the next periodic review (monitoring gate)")
+    def start_review_cycle(self, request, queryset):
+        self.run_action(request, queryset, services.gate_start_review_cycle, "Reopened")
+
+
+class ModelVersionForm(ServiceForm):
+    class Meta:
+        model = ModelVersion
+        fields = ["project", "label", "base_model", "adaptation", "notes"]
+
+    def save_via_service(self) -> ModelVersion:
+        return services.model_version_create(actor=self.actor, **self.cleaned_data)
+
+
+class VersionAdmin(ServiceModelAdmin):
+    list_select_related = ["project", "created_by"]
+    list_filter = ["project"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "project":
+            from governance.selectors import projects_for_user
+
+            kwargs["queryset"] = projects_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Versions are what evaluations point at: registered once, never edited.
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(VersionAdmin):
+    form = ModelVersionForm
+    list_display = ["label", "project", "base_model", "adaptation", "created_by", "created_at"]
+
+
+class DatasetVersionForm(ServiceForm):
+    class Meta:
+        model = DatasetVersion
+        fields = ["project", "label", "purpose", "row_count", "sha256", "description"]
+
+    def save_via_service(self) -> DatasetVersion:
+        return services.dataset_version_create(actor=self.actor, **self.cleaned_data)
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(VersionAdmin):
+    form = DatasetVersionForm
+    list_display = ["label", "project", "purpose", "row_count", "sha256", "created_at"]
+
+
+class TemplateItemInline(admin.StackedInline):
+    model = TemplateItem
+    extra = 0
+    fields = [
+        "phase",
+        "position",
+        "key",
+        "title",
+        "guidance",
+        "owner_role",
+        "required",
+        "evidence_required",
+    ]
+
+    def _editable(self, request, obj) -> bool:
+        return (
+            obj is not None
+            and not services.template_in_use(obj)
+            and request.user.has_perm("lifecycle.change_checklisttemplate")
+        )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+
+@admin.register(ChecklistTemplate)
+class ChecklistTemplateAdmin(admin.ModelAdmin):
+    """Templates are global (not per project); a new version starts as a copy."""
+
+    list_display = ["version", "name", "is_active", "item_count", "created_at", "created_by"]
+    readonly_fields = ["version", "name", "description", "is_active", "created_at", "created_by"]
+    inlines = [TemplateItemInline]
+    actions = ["new_version", "activate"]
+
+    @admin.display(description="items")
+    def item_count(self, obj: ChecklistTemplate) -> int:
+        return obj.items.count()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("lifecycle.change_checklisttemplate")
+
+    def save_model(self, request, obj, form, change) -> None:
+        return None  # the template's own fields are read-only; only its items change
+
+    def save_formset(self, request, form, formset, change) -> None:
+        changed = formset.save(commit=False)  # builds the objects, writes nothing
+        for deleted in formset.deleted_objects:
+            services.template_item_delete(actor=request.user, item=deleted)
+        for item in changed:
+            item.template = form.instance
+            services.template_item_save(actor=request.user, item=item)
+
+    @admin.action(description="Create a new version from the selected template")
+    def new_version(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one template to copy.", level="error")
+            return None
+
+        def apply(version: str) -> None:
+            try:
+                template = services.checklist_template_create_version(
+                    actor=request.user, source=queryset.get(), version=version
+                )
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, _message(exc), level="error")
+                return
+            self.message_user(request, f"Created draft {template}; edit its items, then activate.")
+
+        return action_with_text(
+            self, request, queryset, title="New template version", label="Version", apply=apply
+        )
+
+    @admin.action(description="Activate the selected template for new projects")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one template.", level="error")
+            return
+        try:
+            services.checklist_template_activate(actor=request.user, template=queryset.get())
+        except (ValidationError, PermissionDenied) as exc:
+            self.message_user(request, _message(exc), level="error")
+            return
+        self.message_user(request, "Activated.")
+
+
+def _message(exc: Exception) -> str:
+    return "; ".join(getattr(exc, "messages", [str(exc)]))

@@ -1,0 +1,19 @@
+"""Item-level rules layered on the project permissions of `governance.roles`."""
+
+from governance.models import User
+from governance.permissions import has_project_perm, roles_of
+from governance.roles import Role
+from lifecycle.models import ChecklistItem
+
+
+def can_edit_item(user: User, item: ChecklistItem) -> bool:
+    """Members with checklist rights may edit an item they own by role, are assigned to,
+    or, as project lead, any item of the project."""
+    if not has_project_perm(user, "edit_checklist", item.project):
+        return False
+    roles = roles_of(user, item.project)
+    return (
+        item.owner_role in roles
+        or Role.PROJECT_LEAD in roles
+        or (item.assignee_id is not None and item.assignee_id == user.pk)
+    )

@@ -1,0 +1,546 @@
+"""Writes of the lifecycle domain: checklist items, evidence, comments, gates, versions and
+checklist templates.
+
+Every function takes the acting user, checks permission, validates, and changes the data in one
+transaction. A wrong actor gets PermissionDenied, an illegal change or bad input a
+ValidationError that says what is wrong; neither changes anything.
+"""
+
+import hashlib
+import os
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.models import Project, User
+from governance.permissions import has_project_perm, require_project_perm
+from lifecycle.models import (
+    ChecklistItem,
+    ChecklistTemplate,
+    Comment,
+    DatasetVersion,
+    Evidence,
+    Gate,
+    ModelVersion,
+    TemplateItem,
+)
+from lifecycle.permissions import can_edit_item
+from lifecycle.phases import Phase
+from lifecycle.selectors import blocking_items
+
+Status = ChecklistItem.Status
+
+
+# --- Checklist ---------------------------------------------------------------------------
+
+
+def checklist_instantiate(*, project: Project) -> None:
+    """Create the project's five gates (Planning open, the rest locked) and its checklist
+    items copied from the project's template. Runs inside `project_create`'s transaction."""
+    now = timezone.now()
+    gates = Gate.objects.bulk_create(
+        Gate(
+            project=project,
+            phase=phase,
+            position=phase.number,
+            state=Gate.State.OPEN if phase == Phase.PLANNING else Gate.State.LOCKED,
+            opened_at=now if phase == Phase.PLANNING else None,
+        )
+        for phase in Phase
+    )
+    gate_by_phase = {gate.phase: gate for gate in gates}
+    template_items = TemplateItem.objects.filter(template=project.checklist_template).order_by(
+        "position", "id"
+    )
+    ChecklistItem.objects.bulk_create(
+        ChecklistItem(
+            project=project,
+            gate=gate_by_phase[t.phase],
+            template_item=t,
+            phase=t.phase,
+            key=t.key,
+            title=t.title,
+            guidance=t.guidance,
+            owner_role=t.owner_role,
+            required=t.required,
+            evidence_required=t.evidence_required,
+            position=index,
+        )
+        for index, t in enumerate(template_items, start=1)
+    )
+
+
+def _lock_item(item: ChecklistItem) -> ChecklistItem:
+    return (
+        ChecklistItem.objects.select_for_update().select_related("project", "gate").get(pk=item.pk)
+    )
+
+
+def _require_item_editable(actor: User, item: ChecklistItem) -> None:
+    if not can_edit_item(actor, item):
+        raise PermissionDenied(
+            f"You cannot edit “{item.title}”: it is owned by the "
+            f"{item.get_owner_role_display()} and not assigned to you."
+        )
+    _require_phase_open(item)
+
+
+def _require_phase_open(item: ChecklistItem) -> None:
+    if item.gate.state == Gate.State.LOCKED:
+        previous = Phase(item.phase).number - 1
+        raise ValidationError(
+            f"The {Phase(item.phase).label} phase is locked until the gate of phase "
+            f"{previous} is approved."
+        )
+
+
+def _active_evidence_count(item: ChecklistItem) -> int:
+    return item.evidence.filter(withdrawn_at__isnull=True).count()
+
+
+@transaction.atomic
+def checklist_item_update(
+    *,
+    actor: User,
+    item: ChecklistItem,
+    status: str | None = None,
+    justification: str | None = None,
+) -> ChecklistItem:
+    """Change an item's status and/or its not-applicable justification.
+
+    Not applicable needs a written justification; Done needs evidence when the item requires
+    evidence.
+    """
+    item = _lock_item(item)
+    _require_item_editable(actor, item)
+    new_status = item.status if status is None else status
+    new_justification = item.justification if justification is None else justification.strip()
+    if new_status not in Status.values:
+        raise ValidationError(
+            {"status": f"“{new_status}” is not a status; use one of {', '.join(Status.values)}."}
+        )
+    if new_status == Status.NOT_APPLICABLE and not new_justification:
+        raise ValidationError(
+            {"justification": "Say why the item does not apply: a justification is required."}
+        )
+    if new_status == Status.DONE and item.evidence_required and not _active_evidence_count(item):
+        raise ValidationError(
+            {"status": f"“{item.title}” needs evidence before it can be marked done."}
+        )
+    item.status = new_status
+    item.justification = new_justification
+    item.updated_by = actor
+    item.save(update_fields=["status", "justification", "updated_by", "updated_at"])
+    return item
+
+
+@transaction.atomic
+def checklist_item_assign(
+    *, actor: User, item: ChecklistItem, assignee: User | None
+) -> ChecklistItem:
+    """Assign an item to a project member who can work on checklists, or clear it."""
+    item = _lock_item(item)
+    _require_item_editable(actor, item)
+    if assignee is not None and not has_project_perm(assignee, "edit_checklist", item.project):
+        raise ValidationError(
+            {"assignee": f"{assignee} holds no role on this project that edits checklist items."}
+        )
+    item.assignee = assignee
+    item.updated_by = actor
+    item.save(update_fields=["assignee", "updated_by", "updated_at"])
+    return item
+
+
+# --- Evidence and comments ------------------------------------------------------------------
+
+
+def _require_can_add_evidence(actor: User, item: ChecklistItem) -> ChecklistItem:
+    item = _lock_item(item)
+    require_project_perm(actor, "add_evidence", item.project)
+    _require_phase_open(item)
+    return item
+
+
+@transaction.atomic
+def evidence_add_file(
+    *, actor: User, item: ChecklistItem, upload: UploadedFile, title: str = ""
+) -> Evidence:
+    """Attach an uploaded file, stored with its SHA-256 and size."""
+    item = _require_can_add_evidence(actor, item)
+    limit = settings.EVIDENCE_MAX_BYTES
+    name = os.path.basename(upload.name or "").strip()
+    if not name:
+        raise ValidationError({"file": "The uploaded file has no name."})
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError({"file": _too_large(name, upload.size, limit)})
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in upload.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ValidationError({"file": _too_large(name, size, limit)})
+    if size == 0:
+        raise ValidationError({"file": f"“{name}” is empty."})
+    upload.seek(0)
+    evidence = Evidence(
+        item=item,
+        kind=Evidence.Kind.FILE,
+        title=title.strip()[:200],
+        original_name=name[:255],
+        content_type=(getattr(upload, "content_type", "") or "")[:120],
+        size=size,
+        sha256=digest.hexdigest(),
+        added_by=actor,
+    )
+    evidence.file.save(name, upload, save=False)
+    try:
+        evidence.save()
+    except Exception:
+        # The row was refused: do not leave the stored file behind.
+        evidence.file.delete(save=False)
+        raise
+    return evidence
+
+
+def _too_large(name: str, size: int, limit: int) -> str:
+    return (
+        f"“{name}” is {size:,} bytes; evidence files may be at most {limit:,} bytes "
+        "(EVIDENCE_MAX_BYTES)."
+    )
+
+
+@transaction.atomic
+def evidence_add_link(*, actor: User, item: ChecklistItem, url: str, title: str = "") -> Evidence:
+    """Attach a link (http or https) to a document kept elsewhere."""
+    item = _require_can_add_evidence(actor, item)
+    url = url.strip()
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        raise ValidationError({"url": f"“{url}” is not an http(s) address."}) from None
+    return Evidence.objects.create(
+        item=item, kind=Evidence.Kind.LINK, url=url, title=title.strip()[:200], added_by=actor
+    )
+
+
+@transaction.atomic
+def evidence_add_note(*, actor: User, item: ChecklistItem, note: str, title: str = "") -> Evidence:
+    """Attach a written note as evidence."""
+    item = _require_can_add_evidence(actor, item)
+    note = note.strip()
+    if not note:
+        raise ValidationError({"note": "The note is empty."})
+    return Evidence.objects.create(
+        item=item, kind=Evidence.Kind.NOTE, note=note, title=title.strip()[:200], added_by=actor
+    )
+
+
+@transaction.atomic
+def evidence_withdraw(*, actor: User, evidence: Evidence, reason: str) -> Evidence:
+    """Withdraw evidence attached by mistake; it stays in the history with the reason."""
+    evidence = Evidence.objects.select_for_update().select_related("item").get(pk=evidence.pk)
+    item = _lock_item(evidence.item)
+    if evidence.added_by_id != actor.pk and not can_edit_item(actor, item):
+        raise PermissionDenied(
+            "Only whoever attached evidence, or an item editor, can withdraw it."
+        )
+    require_project_perm(actor, "add_evidence", item.project)
+    if evidence.withdrawn_at is not None:
+        raise ValidationError("This evidence was already withdrawn.")
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the evidence is withdrawn."})
+    if item.status == Status.DONE and item.evidence_required and _active_evidence_count(item) == 1:
+        raise ValidationError(
+            f"“{item.title}” is done and this is its only evidence: "
+            "attach the replacement or mark the item in progress first."
+        )
+    evidence.withdrawn_at = timezone.now()
+    evidence.withdrawn_by = actor
+    evidence.withdrawal_reason = reason.strip()
+    evidence.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
+    return evidence
+
+
+@transaction.atomic
+def comment_add(*, actor: User, item: ChecklistItem, body: str) -> Comment:
+    """Post a message in the item's discussion thread."""
+    require_project_perm(actor, "comment", item.project)
+    body = body.strip()
+    if not body:
+        raise ValidationError({"body": "The comment is empty."})
+    return Comment.objects.create(item=item, author=actor, body=body)
+
+
+# --- Gates -----------------------------------------------------------------------------------
+
+
+def _lock_gate(gate: Gate) -> Gate:
+    return Gate.objects.select_for_update().select_related("project").get(pk=gate.pk)
+
+
+def _require_settled(gate: Gate, verb: str) -> None:
+    missing = list(blocking_items(gate).values_list("title", flat=True))
+    if missing:
+        listed = "; ".join(missing)
+        raise ValidationError(
+            f"The gate cannot be {verb}: {len(missing)} required item(s) are neither done nor "
+            f"justified as not applicable: {listed}."
+        )
+
+
+def _require_state(gate: Gate, allowed: tuple[str, ...], verb: str) -> None:
+    if gate.state not in allowed:
+        raise ValidationError(
+            f"The {gate.phase_enum.label} gate is {gate.get_state_display().lower()} and cannot "
+            f"be {verb}."
+        )
+
+
+@transaction.atomic
+def gate_submit(*, actor: User, gate: Gate, note: str = "") -> Gate:
+    """Submit a gate for committee review; every required item must be done or justified.
+    Each submission starts a new review round."""
+    gate = _lock_gate(gate)
+    require_project_perm(actor, "submit_gate", gate.project)
+    _require_state(gate, (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED), "submitted")
+    _require_settled(gate, "submitted")
+    gate.state = Gate.State.IN_REVIEW
+    gate.review_round += 1
+    gate.submitted_at = timezone.now()
+    gate.decision_note = note.strip()
+    gate.save(update_fields=["state", "review_round", "submitted_at", "decision_note"])
+    return gate
+
+
+@transaction.atomic
+def gate_approve(*, actor: User, gate: Gate, note: str = "") -> Gate:
+    """Approve a gate in review and open the next phase.
+
+    The committee chair decides directly until electronic sign-offs take over the decision.
+    """
+    gate = _lock_gate(gate)
+    require_project_perm(actor, "decide_gate", gate.project)
+    _require_state(gate, (Gate.State.IN_REVIEW,), "approved")
+    _require_settled(gate, "approved")
+    now = timezone.now()
+    gate.state = Gate.State.APPROVED
+    gate.decided_at = now
+    gate.decided_by = actor
+    gate.decision_note = note.strip()
+    gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
+    following = Phase(gate.phase).next
+    if following is not None:
+        Gate.objects.filter(project=gate.project, phase=following, state=Gate.State.LOCKED).update(
+            state=Gate.State.OPEN, opened_at=now
+        )
+    _refresh_current_phase(gate.project)
+    return gate
+
+
+@transaction.atomic
+def gate_request_changes(*, actor: User, gate: Gate, reason: str) -> Gate:
+    """Send a gate in review back to the team with the reason."""
+    gate = _lock_gate(gate)
+    require_project_perm(actor, "decide_gate", gate.project)
+    _require_state(gate, (Gate.State.IN_REVIEW,), "sent back")
+    if not reason.strip():
+        raise ValidationError({"reason": "Say what has to change: a reason is required."})
+    gate.state = Gate.State.CHANGES_REQUESTED
+    gate.decided_at = timezone.now()
+    gate.decided_by = actor
+    gate.decision_note = reason.strip()
+    gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
+    return gate
+
+
+@transaction.atomic
+def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
+    """Reopen the approved monitoring gate for its next periodic review.
+
+    Done monitoring items go back to in progress: each review confirms them afresh, with the
+    earlier evidence still attached.
+    """
+    gate = _lock_gate(gate)
+    require_project_perm(actor, "decide_gate", gate.project)
+    if gate.phase != Phase.MONITORING:
+        raise ValidationError("Only the monitoring gate recurs for periodic reviews.")
+    _require_state(gate, (Gate.State.APPROVED,), "reopened for a periodic review")
+    gate.state = Gate.State.OPEN
+    gate.cycle += 1
+    gate.opened_at = timezone.now()
+    gate.save(update_fields=["state", "cycle", "opened_at"])
+    gate.items.filter(status=Status.DONE).update(
+        status=Status.IN_PROGRESS, updated_by=actor, updated_at=timezone.now()
+    )
+    _refresh_current_phase(gate.project)
+    return gate
+
+
+def _refresh_current_phase(project: Project) -> None:
+    first_open = (
+        Gate.objects.filter(project=project)
+        .exclude(state=Gate.State.APPROVED)
+        .order_by("position")
+        .values_list("phase", flat=True)
+        .first()
+    )
+    Project.objects.filter(pk=project.pk).update(
+        current_phase=first_open or Phase.MONITORING, updated_at=timezone.now()
+    )
+
+
+# --- Model and dataset versions -----------------------------------------------------------
+
+
+def _create_unique(instance: ModelVersion | DatasetVersion) -> None:
+    instance.full_clean()
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"label": f"The label “{instance.label}” is already used in this project."}
+        ) from None
+
+
+@transaction.atomic
+def model_version_create(
+    *,
+    actor: User,
+    project: Project,
+    label: str,
+    base_model: str,
+    adaptation: str,
+    notes: str = "",
+) -> ModelVersion:
+    """Register a model version (base model plus adaptation approach)."""
+    require_project_perm(actor, "manage_versions", project)
+    version = ModelVersion(
+        project=project,
+        label=label.strip(),
+        base_model=base_model.strip(),
+        adaptation=adaptation,
+        notes=notes,
+        created_by=actor,
+    )
+    _create_unique(version)
+    return version
+
+
+@transaction.atomic
+def dataset_version_create(
+    *,
+    actor: User,
+    project: Project,
+    label: str,
+    purpose: str,
+    row_count: int,
+    sha256: str,
+    description: str = "",
+) -> DatasetVersion:
+    """Register a dataset version with its row count and content SHA-256."""
+    require_project_perm(actor, "manage_versions", project)
+    version = DatasetVersion(
+        project=project,
+        label=label.strip(),
+        purpose=purpose,
+        row_count=row_count,
+        sha256=sha256.strip().lower(),
+        description=description,
+        created_by=actor,
+    )
+    _create_unique(version)
+    return version
+
+
+# --- Checklist templates ------------------------------------------------------------------
+
+
+def _require_global(actor: User, perm: str, what: str) -> None:
+    if not actor.is_active or not actor.has_perm(perm):
+        raise PermissionDenied(f"You are not allowed to {what}.")
+
+
+@transaction.atomic
+def checklist_template_create_version(
+    *, actor: User, source: ChecklistTemplate, version: str, name: str = ""
+) -> ChecklistTemplate:
+    """Start a new template version as a copy of `source`; it is inactive until activated."""
+    _require_global(actor, "lifecycle.add_checklisttemplate", "create checklist templates")
+    template = ChecklistTemplate(
+        version=version.strip(),
+        name=(name or source.name).strip(),
+        description=source.description,
+        created_by=actor,
+    )
+    template.full_clean()
+    template.save()
+    TemplateItem.objects.bulk_create(
+        TemplateItem(
+            template=template,
+            phase=item.phase,
+            key=item.key,
+            title=item.title,
+            guidance=item.guidance,
+            owner_role=item.owner_role,
+            required=item.required,
+            evidence_required=item.evidence_required,
+            position=item.position,
+        )
+        for item in source.items.all()
+    )
+    return template
+
+
+def template_in_use(template: ChecklistTemplate) -> bool:
+    return template.is_active or template.projects.exists()
+
+
+@transaction.atomic
+def template_item_save(*, actor: User, item: TemplateItem) -> TemplateItem:
+    """Add or change an item of a draft template (never one in use: make a new version)."""
+    _require_global(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
+    template = ChecklistTemplate.objects.select_for_update().get(pk=item.template_id)
+    if template_in_use(template):
+        raise ValidationError(
+            f"Template v{template.version} is active or used by projects and cannot change: "
+            "create a new version instead."
+        )
+    item.full_clean()
+    item.save()
+    return item
+
+
+@transaction.atomic
+def checklist_template_activate(*, actor: User, template: ChecklistTemplate) -> ChecklistTemplate:
+    """Make `template` the one new projects start from."""
+    _require_global(actor, "lifecycle.change_checklisttemplate", "activate checklist templates")
+    template = ChecklistTemplate.objects.select_for_update().get(pk=template.pk)
+    phases_present = set(template.items.values_list("phase", flat=True))
+    missing = [phase.label for phase in Phase if phase not in phases_present]
+    if missing:
+        raise ValidationError(
+            f"Template v{template.version} has no items for: {', '.join(missing)}."
+        )
+    ChecklistTemplate.objects.filter(is_active=True).exclude(pk=template.pk).update(is_active=False)
+    template.is_active = True
+    template.save(update_fields=["is_active"])
+    return template
+
+
+@transaction.atomic
+def template_item_delete(*, actor: User, item: TemplateItem) -> None:
+    """Remove an item from a draft template (never from one in use)."""
+    _require_global(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
+    template = ChecklistTemplate.objects.select_for_update().get(pk=item.template_id)
+    if template_in_use(template):
+        raise ValidationError(
+            f"Template v{template.version} is active or used by projects and cannot change: "
+            "create a new version instead."
+        )
+    item.delete()

@@ -1,0 +1,78 @@
+import os
+import shutil
+
+import pytest
+from django.db import connection
+
+from tests.factories import Team, make_team
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness would dominate the suite; hashing is not under test here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _test_http(settings, tmp_path):
+    # The suite runs with production settings (DEBUG off), minus HTTPS and collected assets,
+    # which the test client and an uncollected checkout do not have.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Uploaded evidence goes to a per-test directory, never into the working tree."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    yield
+    shutil.rmtree(tmp_path / "media", ignore_errors=True)
+
+
+@pytest.fixture
+def team(db) -> Team:
+    return make_team()
+
+
+def _require(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available.")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def postgres(db) -> None:
+    _require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "postgres" in item.fixturenames:
+            item.add_marker(pytest.mark.postgres)
+        if "celery_worker" in item.fixturenames or "redis_url" in item.fixturenames:
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    _require(bool(url), "Redis (REDIS_URL)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_url, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real worker process consuming from the test Redis, on the test database."""
+    _require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    from tests.workers import WorkerProcess
+
+    worker = WorkerProcess(redis_url, tmp_path_factory.mktemp("celery"))
+    worker.start()
+    yield worker
+    worker.stop()

@@ -1,0 +1,81 @@
+"""Factories and personas: a project with one member per role, plus an outsider."""
+
+from dataclasses import dataclass, field
+
+import factory
+from django.contrib.auth.models import Permission
+
+from governance import services as governance_services
+from governance.models import Project, RiskTier, TaskCategory, User
+from governance.roles import Role
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def save_password(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+def project_creator() -> User:
+    user = UserFactory(username=f"creator-{User.objects.count()}")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="governance", codename="add_project")
+    )
+    return User.objects.get(pk=user.pk)  # fresh instance: no stale permission cache
+
+
+_counter = iter(range(1_000_000))
+
+
+def make_project(creator: User | None = None, **overrides) -> Project:
+    n = next(_counter)
+    fields = {
+        "name": f"Discharge summary assistant {n}",
+        "slug": f"discharge-assistant-{n}",
+        "clinical_setting": "Inpatient medicine",
+        "intended_use": "Draft discharge summaries for physician review.",
+        "intended_users": "Hospitalists",
+        "task_category": TaskCategory.CLINICAL_DOCUMENTATION,
+        "risk_tier": RiskTier.MEDIUM,
+    }
+    fields.update(overrides)
+    return governance_services.project_create(actor=creator or project_creator(), **fields)
+
+
+@dataclass
+class Team:
+    """A project whose creator is its lead, one more user per role, and an outsider."""
+
+    project: Project
+    creator: User
+    members: dict[str, User] = field(default_factory=dict)
+    outsider: User | None = None
+
+    def __getitem__(self, role: str) -> User:
+        return self.members[role]
+
+
+def make_team(**project_fields) -> Team:
+    creator = project_creator()
+    project = make_project(creator, **project_fields)
+    team = Team(
+        project=project, creator=creator, outsider=UserFactory(username=f"outsider-{project.pk}")
+    )
+    for role in Role:
+        user = UserFactory(username=f"{role.value}-{project.pk}")
+        governance_services.membership_add(actor=creator, project=project, user=user, role=role)
+        team.members[role] = User.objects.get(pk=user.pk)
+    return team

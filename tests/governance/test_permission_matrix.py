@@ -1,0 +1,209 @@
+"""Every service × every project role × member or outsider, against a declared policy.
+
+Each case builds the state its service needs, calls it as a user holding exactly one role (or
+no role at all), and checks the outcome against POLICY: allowed calls succeed, refused calls
+raise PermissionDenied and change nothing. A mutating service missing from POLICY fails the
+suite, so new services must declare who may call them.
+"""
+
+import inspect
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+import governance.services
+import lifecycle.services
+from governance.models import Membership, Project
+from governance.roles import Role
+from lifecycle import services
+from lifecycle.models import ChecklistItem, Comment, DatasetVersion, Evidence, Gate, ModelVersion
+from lifecycle.phases import Phase
+from tests.factories import UserFactory, make_team
+
+pytestmark = pytest.mark.django_db
+
+R = Role
+CONTRIBUTORS = {
+    R.PROJECT_LEAD,
+    R.CLINICAL_LEAD,
+    R.DATA_STEWARD,
+    R.PRIVACY_OFFICER,
+    R.CLINICAL_SAFETY_OFFICER,
+    R.COMPLIANCE_OFFICER,
+}
+OWNER = "owner role of the item"
+
+# Who may call each project-scoped service (OWNER: the item's owner role, plus the lead).
+POLICY: dict[str, set] = {
+    "project_update": {R.PROJECT_LEAD},
+    "membership_add": {R.PROJECT_LEAD},
+    "membership_remove": {R.PROJECT_LEAD},
+    "checklist_item_update": {R.PROJECT_LEAD, OWNER},
+    "checklist_item_assign": {R.PROJECT_LEAD, OWNER},
+    "evidence_add_file": CONTRIBUTORS,
+    "evidence_add_link": CONTRIBUTORS,
+    "evidence_add_note": CONTRIBUTORS,
+    "evidence_withdraw": {R.PROJECT_LEAD, OWNER},
+    "comment_add": set(Role) - {R.AUDITOR},
+    "gate_submit": {R.PROJECT_LEAD},
+    "gate_approve": {R.COMMITTEE_CHAIR},
+    "gate_request_changes": {R.COMMITTEE_CHAIR},
+    "gate_start_review_cycle": {R.COMMITTEE_CHAIR},
+    "model_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
+    "dataset_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
+}
+# Services guarded by a global (not per-project) permission; tested in their own modules.
+GLOBAL_SERVICES = {
+    "project_create",
+    "checklist_template_create_version",
+    "checklist_template_activate",
+    "template_item_save",
+    "template_item_delete",
+}
+# Internal steps run inside another service's transaction, never called on their own.
+INTERNAL = {"checklist_instantiate"}
+
+
+def _settle(team, phase):
+    for item in team.project.checklist_items.filter(phase=phase):
+        if item.evidence_required:
+            services.evidence_add_note(actor=team.creator, item=item, note="Evidence.")
+        services.checklist_item_update(actor=team.creator, item=item, status="done")
+
+
+def _gate(team, phase=Phase.PLANNING) -> Gate:
+    return team.project.gates.get(phase=phase)
+
+
+def _in_review(team) -> Gate:
+    _settle(team, Phase.PLANNING)
+    return services.gate_submit(actor=team.creator, gate=_gate(team))
+
+
+def _item(team, owner_role) -> ChecklistItem:
+    return team.project.checklist_items.filter(phase=Phase.PLANNING, owner_role=owner_role).first()
+
+
+def _approved_monitoring(team) -> Gate:
+    for phase in Phase:
+        _settle(team, phase)
+        services.gate_submit(actor=team.creator, gate=_gate(team, phase))
+        services.gate_approve(actor=team[R.COMMITTEE_CHAIR], gate=_gate(team, phase))
+    return _gate(team, Phase.MONITORING)
+
+
+def _arguments(service: str, team, owner_role) -> dict:
+    """Valid arguments for `service` on `team`'s project (state prepared by the lead)."""
+    project = team.project
+    item = _item(team, owner_role)
+    if service == "project_update":
+        return {"project": project, "name": "Renamed project"}
+    if service == "membership_add":
+        return {"project": project, "user": UserFactory(), "role": R.COMMITTEE_MEMBER}
+    if service == "membership_remove":
+        return {"membership": Membership.objects.get(user=team[R.COMMITTEE_MEMBER])}
+    if service == "checklist_item_update":
+        return {"item": item, "status": "in_progress"}
+    if service == "checklist_item_assign":
+        return {"item": item, "assignee": team[R.DATA_STEWARD]}
+    if service == "evidence_add_file":
+        return {"item": item, "upload": SimpleUploadedFile("plan.txt", b"plan")}
+    if service == "evidence_add_link":
+        return {"item": item, "url": "https://intranet.example.org/dpia"}
+    if service == "evidence_add_note":
+        return {"item": item, "note": "Reviewed at the privacy board."}
+    if service == "evidence_withdraw":
+        evidence = services.evidence_add_note(actor=team.creator, item=item, note="Draft")
+        return {"evidence": evidence, "reason": "Wrong item"}
+    if service == "comment_add":
+        return {"item": item, "body": "Looks complete."}
+    if service == "gate_submit":
+        _settle(team, Phase.PLANNING)
+        return {"gate": _gate(team)}
+    if service == "gate_approve":
+        return {"gate": _in_review(team)}
+    if service == "gate_request_changes":
+        return {"gate": _in_review(team), "reason": "Add the DPIA."}
+    if service == "gate_start_review_cycle":
+        return {"gate": _approved_monitoring(team)}
+    if service == "model_version_create":
+        return {
+            "project": project,
+            "label": "v1",
+            "base_model": "Llama 3.1 8B",
+            "adaptation": "lora",
+        }
+    if service == "dataset_version_create":
+        return {
+            "project": project,
+            "label": "test-2026",
+            "purpose": "test",
+            "row_count": 100,
+            "sha256": "a" * 64,
+        }
+    raise AssertionError(f"no arguments declared for {service}")
+
+
+def _snapshot(project: Project) -> tuple:
+    """Everything a service could change, to prove a refused call changed nothing."""
+    return (
+        Project.objects.filter(pk=project.pk).values_list("name", "risk_tier").get(),
+        sorted(Membership.objects.filter(project=project).values_list("user", "role")),
+        sorted(project.checklist_items.values_list("id", "status", "assignee", "justification")),
+        sorted(Evidence.objects.values_list("id", "withdrawn_at")),
+        Comment.objects.count(),
+        sorted(project.gates.values_list("phase", "state", "review_round", "cycle")),
+        ModelVersion.objects.count(),
+        DatasetVersion.objects.count(),
+    )
+
+
+ROLES_AND_OUTSIDER = [*Role, "outsider"]
+CASES = [(service, actor) for service in POLICY for actor in ROLES_AND_OUTSIDER]
+
+
+@pytest.mark.parametrize(("service", "actor"), CASES)
+def test_permission_matrix(service, actor):
+    # Item-level services act on an item owned by the privacy officer, so OWNER is a role of
+    # its own in the matrix and not the lead's.
+    owner_role = R.PRIVACY_OFFICER
+    team = make_team()
+    kwargs = _arguments(service, team, owner_role)
+    user = team.outsider if actor == "outsider" else team[actor]
+    allowed = actor != "outsider" and (
+        actor in POLICY[service] or (OWNER in POLICY[service] and actor == owner_role)
+    )
+    function = getattr(governance.services, service, None) or getattr(lifecycle.services, service)
+    before = _snapshot(team.project)
+    if allowed:
+        function(actor=user, **kwargs)
+        assert _snapshot(team.project) != before, f"{service} by {actor} changed nothing"
+    else:
+        with pytest.raises(PermissionDenied):
+            function(actor=user, **kwargs)
+        assert _snapshot(team.project) == before
+
+
+def _mutating_services() -> set[str]:
+    names = set()
+    for module in (governance.services, lifecycle.services):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            if "actor" in inspect.signature(function).parameters or name in INTERNAL:
+                names.add(name)
+    return names
+
+
+def test_every_service_is_in_the_policy_table():
+    declared = set(POLICY) | GLOBAL_SERVICES | INTERNAL
+    assert _mutating_services() - declared == set(), "declare who may call the new service"
+    assert declared - _mutating_services() == set(), "the policy lists a service that is gone"
+
+
+def test_outsiders_cannot_even_see_the_project(db):
+    team = make_team()
+    assert not team.outsider.has_perm("governance.view_project", team.project)
+    for role in Role:
+        assert team[role].has_perm("governance.view_project", team.project)

@@ -1,7 +1,9 @@
 """Admin for users, projects and memberships; every write goes through the services."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 
@@ -12,11 +14,106 @@ from governance.permissions import has_project_perm
 from governance.selectors import projects_for_user
 from lifecycle.models import DatasetVersion, Gate, ModelVersion
 
-admin.site.site_header = "LLM governance — administration"
-admin.site.site_title = "LLM governance"
 admin.site.disable_action("delete_selected")
 
-admin.site.register(User, UserAdmin)
+admin.site.unregister(Group)  # roles are per project (Membership), never global groups
+
+
+class UserCreateForm(ServiceForm):
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+
+    class Meta:
+        model = User
+        fields = ["username", "first_name", "last_name", "email"]
+
+    def save_via_service(self) -> User:
+        data = self.cleaned_data
+        if data["password1"] != data["password2"]:
+            raise ValidationError({"password2": "The two passwords differ."})
+        return services.user_create(
+            actor=self.actor,
+            username=data["username"],
+            password=data["password1"],
+            first_name=data["first_name"],
+            last_name=data["last_name"],
+            email=data["email"],
+        )
+
+
+class UserChangeForm(ServiceForm):
+    new_password1 = forms.CharField(
+        label="New password",
+        widget=forms.PasswordInput,
+        strip=False,
+        required=False,
+        help_text="Leave empty to keep the current password.",
+    )
+    new_password2 = forms.CharField(
+        label="New password again", widget=forms.PasswordInput, strip=False, required=False
+    )
+
+    class Meta:
+        model = User
+        fields = [*services.USER_FIELDS, "user_permissions"]
+
+    def save_via_service(self) -> User:
+        data = self.cleaned_data
+        user = User.objects.get(pk=self.instance.pk)
+        changes = {f: data[f] for f in services.USER_FIELDS if f in self.changed_data}
+        permissions = data["user_permissions"] if "user_permissions" in self.changed_data else None
+        if changes or permissions is not None:
+            user = services.user_update(
+                actor=self.actor, user=user, permissions=permissions, **changes
+            )
+        if data["new_password1"] or data["new_password2"]:
+            if data["new_password1"] != data["new_password2"]:
+                raise ValidationError({"new_password2": "The two passwords differ."})
+            user = services.user_set_password(
+                actor=self.actor, user=user, password=data["new_password1"]
+            )
+        return user
+
+
+@admin.register(User)
+class UserAccountAdmin(UserAdmin):
+    """Accounts; every change goes through the user services and lands in the audit trail."""
+
+    form = UserChangeForm
+    add_form = UserCreateForm
+    fieldsets = [
+        (None, {"fields": ["username", "first_name", "last_name", "email"]}),
+        ("Password", {"fields": ["new_password1", "new_password2"]}),
+        ("Status", {"fields": ["is_active", "is_staff", "is_superuser"]}),
+        ("Global permissions", {"fields": ["user_permissions"]}),
+        ("Dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [
+        (None, {"fields": ["username", "first_name", "last_name", "email"]}),
+        ("Password", {"fields": ["password1", "password2"]}),
+    ]
+    readonly_fields = ["username", "last_login", "date_joined"]
+    filter_horizontal = ["user_permissions"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def save_model(self, request, obj, form, change) -> None:
+        return None  # saved by the service during validation
+
+    def save_related(self, request, form, formsets, change) -> None:
+        return None
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # accounts are deactivated, never deleted: the trail refers to them
+
+    def get_urls(self):
+        # Passwords are changed in the account form, through the audited service.
+        return [url for url in super().get_urls() if "password" not in str(url.pattern)]
 
 
 class ProjectForm(ServiceForm):

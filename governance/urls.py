@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import path
 
 from governance import views
 from lifecycle import views as lifecycle_views
@@ -13,7 +14,9 @@ urlpatterns = [
         lifecycle_views.evidence_download,
         name="evidence-download",
     ),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Only log in and out: password changes go through the audited user services.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

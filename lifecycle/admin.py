@@ -127,8 +127,17 @@ class EvidenceForm(ServiceForm):
         )
 
 
+class ItemChoiceAdmin(ServiceModelAdmin):
+    """Offers only checklist items of projects the user may see."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "item":
+            kwargs["queryset"] = checklist_items_for_user(request.user).select_related("project")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
 @admin.register(Evidence)
-class EvidenceAdmin(ServiceModelAdmin):
+class EvidenceAdmin(ItemChoiceAdmin):
     form = EvidenceForm
     project_path = "item__project"
     list_display = ["__str__", "kind", "item", "sha256", "size", "added_by", "added_at", "active"]
@@ -140,11 +149,6 @@ class EvidenceAdmin(ServiceModelAdmin):
     @admin.display(boolean=True)
     def active(self, obj: Evidence) -> bool:
         return obj.is_active
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "item":
-            kwargs["queryset"] = checklist_items_for_user(request.user).select_related("project")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_staff
@@ -178,14 +182,12 @@ class CommentForm(ServiceForm):
 
 
 @admin.register(Comment)
-class CommentAdmin(ServiceModelAdmin):
+class CommentAdmin(ItemChoiceAdmin):
     form = CommentForm
     project_path = "item__project"
     list_display = ["item", "author", "created_at", "body"]
     list_select_related = ["item", "author"]
     list_filter = ["item__project"]
-
-    formfield_for_foreignkey = EvidenceAdmin.formfield_for_foreignkey
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_staff

@@ -16,6 +16,8 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audits.models import Action
+from audits.services import changed, record, snapshot
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_project_perm
 from lifecycle.models import (
@@ -131,10 +133,21 @@ def checklist_item_update(
         raise ValidationError(
             {"status": f"“{item.title}” needs evidence before it can be marked done."}
         )
+    before = snapshot(item, ("status", "justification"))
     item.status = new_status
     item.justification = new_justification
     item.updated_by = actor
     item.save(update_fields=["status", "justification", "updated_by", "updated_at"])
+    before, after = changed(before, snapshot(item, ("status", "justification")))
+    record(
+        actor=actor,
+        action=Action.ITEM_UPDATE,
+        project=item.project,
+        target=item,
+        target_text=item.title,
+        before=before,
+        after=after,
+    )
     return item
 
 
@@ -149,10 +162,26 @@ def checklist_item_assign(
         raise ValidationError(
             {"assignee": f"{assignee} holds no role on this project that edits checklist items."}
         )
+    before = _assignee_values(item.assignee)
     item.assignee = assignee
     item.updated_by = actor
     item.save(update_fields=["assignee", "updated_by", "updated_at"])
+    record(
+        actor=actor,
+        action=Action.ITEM_ASSIGN,
+        project=item.project,
+        target=item,
+        target_text=item.title,
+        before=before,
+        after=_assignee_values(assignee),
+    )
     return item
+
+
+def _assignee_values(user: User | None) -> dict:
+    if user is None:
+        return {"assignee": None}
+    return {"assignee": user.pk, "assignee_name": user.get_full_name() or user.get_username()}
 
 
 # --- Evidence and comments ------------------------------------------------------------------
@@ -200,11 +229,27 @@ def evidence_add_file(
     evidence.file.save(name, upload, save=False)
     try:
         evidence.save()
+        _record_evidence_added(actor, item, evidence)
     except Exception:
         # The row was refused: do not leave the stored file behind.
         evidence.file.delete(save=False)
         raise
     return evidence
+
+
+def _record_evidence_added(actor: User, item: ChecklistItem, evidence: Evidence) -> None:
+    fields = {
+        Evidence.Kind.FILE: ("kind", "title", "original_name", "content_type", "size", "sha256"),
+        Evidence.Kind.LINK: ("kind", "title", "url"),
+        Evidence.Kind.NOTE: ("kind", "title", "note"),
+    }[evidence.kind]
+    record(
+        actor=actor,
+        action=Action.EVIDENCE_ADD,
+        project=item.project,
+        target=evidence,
+        after={"item": item.key, **snapshot(evidence, fields)},
+    )
 
 
 def _too_large(name: str, size: int, limit: int) -> str:
@@ -223,9 +268,11 @@ def evidence_add_link(*, actor: User, item: ChecklistItem, url: str, title: str 
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
         raise ValidationError({"url": f"“{url}” is not an http(s) address."}) from None
-    return Evidence.objects.create(
+    evidence = Evidence.objects.create(
         item=item, kind=Evidence.Kind.LINK, url=url, title=title.strip()[:200], added_by=actor
     )
+    _record_evidence_added(actor, item, evidence)
+    return evidence
 
 
 @transaction.atomic
@@ -235,9 +282,11 @@ def evidence_add_note(*, actor: User, item: ChecklistItem, note: str, title: str
     note = note.strip()
     if not note:
         raise ValidationError({"note": "The note is empty."})
-    return Evidence.objects.create(
+    evidence = Evidence.objects.create(
         item=item, kind=Evidence.Kind.NOTE, note=note, title=title.strip()[:200], added_by=actor
     )
+    _record_evidence_added(actor, item, evidence)
+    return evidence
 
 
 @transaction.atomic
@@ -263,7 +312,29 @@ def evidence_withdraw(*, actor: User, evidence: Evidence, reason: str) -> Eviden
     evidence.withdrawn_by = actor
     evidence.withdrawal_reason = reason.strip()
     evidence.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
+    record(
+        actor=actor,
+        action=Action.EVIDENCE_WITHDRAW,
+        project=item.project,
+        target=evidence,
+        before={"withdrawn": False},
+        after={"withdrawn": True, "item": item.key},
+        reason=evidence.withdrawal_reason,
+    )
     return evidence
+
+
+@transaction.atomic
+def evidence_record_download(*, actor: User, evidence: Evidence) -> None:
+    """Record that `actor` downloaded an evidence file (a read that matters)."""
+    require_project_perm(actor, "view_project", evidence.item.project)
+    record(
+        actor=actor,
+        action=Action.EVIDENCE_DOWNLOAD,
+        project=evidence.item.project,
+        target=evidence,
+        after={"sha256": evidence.sha256, "item": evidence.item.key},
+    )
 
 
 @transaction.atomic
@@ -273,7 +344,16 @@ def comment_add(*, actor: User, item: ChecklistItem, body: str) -> Comment:
     body = body.strip()
     if not body:
         raise ValidationError({"body": "The comment is empty."})
-    return Comment.objects.create(item=item, author=actor, body=body)
+    comment = Comment.objects.create(item=item, author=actor, body=body)
+    record(
+        actor=actor,
+        action=Action.COMMENT_ADD,
+        project=item.project,
+        target=comment,
+        target_text=f"Comment on {item.title}",
+        after={"item": item.key, "body": body},
+    )
+    return comment
 
 
 # --- Gates -----------------------------------------------------------------------------------
@@ -309,11 +389,13 @@ def gate_submit(*, actor: User, gate: Gate, note: str = "") -> Gate:
     require_project_perm(actor, "submit_gate", gate.project)
     _require_state(gate, (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED), "submitted")
     _require_settled(gate, "submitted")
+    before = snapshot(gate, GATE_FIELDS)
     gate.state = Gate.State.IN_REVIEW
     gate.review_round += 1
     gate.submitted_at = timezone.now()
     gate.decision_note = note.strip()
     gate.save(update_fields=["state", "review_round", "submitted_at", "decision_note"])
+    _record_gate(actor, Action.GATE_SUBMIT, gate, before, reason=gate.decision_note)
     return gate
 
 
@@ -327,6 +409,7 @@ def gate_approve(*, actor: User, gate: Gate, note: str = "") -> Gate:
     require_project_perm(actor, "decide_gate", gate.project)
     _require_state(gate, (Gate.State.IN_REVIEW,), "approved")
     _require_settled(gate, "approved")
+    before = snapshot(gate, GATE_FIELDS)
     now = timezone.now()
     gate.state = Gate.State.APPROVED
     gate.decided_at = now
@@ -334,11 +417,20 @@ def gate_approve(*, actor: User, gate: Gate, note: str = "") -> Gate:
     gate.decision_note = note.strip()
     gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
     following = Phase(gate.phase).next
+    opened = 0
     if following is not None:
-        Gate.objects.filter(project=gate.project, phase=following, state=Gate.State.LOCKED).update(
-            state=Gate.State.OPEN, opened_at=now
-        )
+        opened = Gate.objects.filter(
+            project=gate.project, phase=following, state=Gate.State.LOCKED
+        ).update(state=Gate.State.OPEN, opened_at=now)
     _refresh_current_phase(gate.project)
+    _record_gate(
+        actor,
+        Action.GATE_APPROVE,
+        gate,
+        before,
+        reason=gate.decision_note,
+        extra={"opened_phase": following.value} if opened else None,
+    )
     return gate
 
 
@@ -350,11 +442,13 @@ def gate_request_changes(*, actor: User, gate: Gate, reason: str) -> Gate:
     _require_state(gate, (Gate.State.IN_REVIEW,), "sent back")
     if not reason.strip():
         raise ValidationError({"reason": "Say what has to change: a reason is required."})
+    before = snapshot(gate, GATE_FIELDS)
     gate.state = Gate.State.CHANGES_REQUESTED
     gate.decided_at = timezone.now()
     gate.decided_by = actor
     gate.decision_note = reason.strip()
     gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
+    _record_gate(actor, Action.GATE_REQUEST_CHANGES, gate, before, reason=gate.decision_note)
     return gate
 
 
@@ -370,15 +464,47 @@ def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
     if gate.phase != Phase.MONITORING:
         raise ValidationError("Only the monitoring gate recurs for periodic reviews.")
     _require_state(gate, (Gate.State.APPROVED,), "reopened for a periodic review")
+    before = snapshot(gate, GATE_FIELDS)
     gate.state = Gate.State.OPEN
     gate.cycle += 1
     gate.opened_at = timezone.now()
     gate.save(update_fields=["state", "cycle", "opened_at"])
-    gate.items.filter(status=Status.DONE).update(
-        status=Status.IN_PROGRESS, updated_by=actor, updated_at=timezone.now()
-    )
+    reopened = gate.items.filter(status=Status.DONE)
+    reopened_keys = list(reopened.values_list("key", flat=True))
+    reopened.update(status=Status.IN_PROGRESS, updated_by=actor, updated_at=timezone.now())
     _refresh_current_phase(gate.project)
+    _record_gate(
+        actor,
+        Action.GATE_START_REVIEW_CYCLE,
+        gate,
+        before,
+        extra={"items_back_in_progress": reopened_keys},
+    )
     return gate
+
+
+GATE_FIELDS = ("state", "review_round", "cycle")
+
+
+def _record_gate(
+    actor: User,
+    action: str,
+    gate: Gate,
+    before: dict,
+    *,
+    reason: str = "",
+    extra: dict | None = None,
+) -> None:
+    record(
+        actor=actor,
+        action=action,
+        project=gate.project,
+        target=gate,
+        target_text=f"{gate.phase_enum.label} gate",
+        before=before,
+        after={**snapshot(gate, GATE_FIELDS), **(extra or {})},
+        reason=reason,
+    )
 
 
 def _refresh_current_phase(project: Project) -> None:
@@ -397,7 +523,9 @@ def _refresh_current_phase(project: Project) -> None:
 # --- Model and dataset versions -----------------------------------------------------------
 
 
-def _create_unique(instance: ModelVersion | DatasetVersion) -> None:
+def _create_unique(
+    actor: User, instance: ModelVersion | DatasetVersion, action: str, fields: tuple[str, ...]
+) -> None:
     instance.full_clean()
     try:
         with transaction.atomic():
@@ -406,6 +534,13 @@ def _create_unique(instance: ModelVersion | DatasetVersion) -> None:
         raise ValidationError(
             {"label": f"The label “{instance.label}” is already used in this project."}
         ) from None
+    record(
+        actor=actor,
+        action=action,
+        project=instance.project,
+        target=instance,
+        after=snapshot(instance, fields),
+    )
 
 
 @transaction.atomic
@@ -428,7 +563,12 @@ def model_version_create(
         notes=notes,
         created_by=actor,
     )
-    _create_unique(version)
+    _create_unique(
+        actor,
+        version,
+        Action.MODEL_VERSION_CREATE,
+        ("label", "base_model", "adaptation", "notes"),
+    )
     return version
 
 
@@ -454,7 +594,12 @@ def dataset_version_create(
         description=description,
         created_by=actor,
     )
-    _create_unique(version)
+    _create_unique(
+        actor,
+        version,
+        Action.DATASET_VERSION_CREATE,
+        ("label", "purpose", "row_count", "sha256", "description"),
+    )
     return version
 
 
@@ -494,6 +639,13 @@ def checklist_template_create_version(
         )
         for item in source.items.all()
     )
+    record(
+        actor=actor,
+        action=Action.TEMPLATE_CREATE_VERSION,
+        project=None,
+        target=template,
+        after={"version": template.version, "name": template.name, "copied_from": source.version},
+    )
     return template
 
 
@@ -511,9 +663,31 @@ def template_item_save(*, actor: User, item: TemplateItem) -> TemplateItem:
             f"Template v{template.version} is active or used by projects and cannot change: "
             "create a new version instead."
         )
+    before = snapshot(TemplateItem.objects.get(pk=item.pk), TEMPLATE_ITEM_FIELDS) if item.pk else {}
     item.full_clean()
     item.save()
+    before, after = changed(before, snapshot(item, TEMPLATE_ITEM_FIELDS))
+    record(
+        actor=actor,
+        action=Action.TEMPLATE_ITEM_SAVE,
+        project=None,
+        target=item,
+        before=before or None,
+        after={"template": template.version, **after},
+    )
     return item
+
+
+TEMPLATE_ITEM_FIELDS = (
+    "phase",
+    "key",
+    "title",
+    "guidance",
+    "owner_role",
+    "required",
+    "evidence_required",
+    "position",
+)
 
 
 @transaction.atomic
@@ -527,9 +701,22 @@ def checklist_template_activate(*, actor: User, template: ChecklistTemplate) -> 
         raise ValidationError(
             f"Template v{template.version} has no items for: {', '.join(missing)}."
         )
+    previous = list(
+        ChecklistTemplate.objects.filter(is_active=True)
+        .exclude(pk=template.pk)
+        .values_list("version", flat=True)
+    )
     ChecklistTemplate.objects.filter(is_active=True).exclude(pk=template.pk).update(is_active=False)
     template.is_active = True
     template.save(update_fields=["is_active"])
+    record(
+        actor=actor,
+        action=Action.TEMPLATE_ACTIVATE,
+        project=None,
+        target=template,
+        before={"active": previous},
+        after={"active": [template.version]},
+    )
     return template
 
 
@@ -543,4 +730,15 @@ def template_item_delete(*, actor: User, item: TemplateItem) -> None:
             f"Template v{template.version} is active or used by projects and cannot change: "
             "create a new version instead."
         )
+    values = snapshot(item, TEMPLATE_ITEM_FIELDS)
+    target_id, target_text = item.pk, str(item)
     item.delete()
+    record(
+        actor=actor,
+        action=Action.TEMPLATE_ITEM_DELETE,
+        project=None,
+        target_type="lifecycle.templateitem",
+        target_id=target_id,
+        target_text=target_text,
+        before={"template": template.version, **values},
+    )

@@ -27,8 +27,10 @@ def _test_http(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
-    """Uploaded evidence goes to a per-test directory, never into the working tree."""
+    """Uploaded evidence and audit checkpoints go to per-test directories, never into the
+    working tree."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
     yield
     shutil.rmtree(tmp_path / "media", ignore_errors=True)
 
@@ -44,6 +46,12 @@ def _require(condition: bool, what: str) -> None:
     if os.environ.get("REQUIRE_SERVICES") == "1":
         pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available.")
     pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def live_db(transactional_db, django_db_serialized_rollback) -> None:
+    """Committed transactions (for worker processes and threads), with the migrations' data
+    (the default checklist template, the global audit chain) restored for every test."""
 
 
 @pytest.fixture
@@ -67,7 +75,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(redis_url, django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_worker(redis_url, django_db_setup, tmp_path_factory):
     """A real worker process consuming from the test Redis, on the test database."""
     _require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
     from tests.workers import WorkerProcess
@@ -76,3 +84,30 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, tmp_path_factor
     worker.start()
     yield worker
     worker.stop()
+
+
+def _flush_past_append_only_triggers() -> None:
+    """Transactional tests end by emptying every table, which the append-only triggers rightly
+    refuse; the test database drops them for the flush and puts them straight back."""
+    from django.db import connections
+    from django.test import TransactionTestCase
+
+    from audits.triggers import APPEND_ONLY_TABLES, install, uninstall
+
+    original = TransactionTestCase._fixture_teardown
+
+    def _fixture_teardown(self):
+        for alias in self._databases_names(include_mirrors=False):
+            for table in APPEND_ONLY_TABLES:
+                uninstall(connections[alias], table)
+        try:
+            original(self)
+        finally:
+            for alias in self._databases_names(include_mirrors=False):
+                for table in APPEND_ONLY_TABLES:
+                    install(connections[alias], table)
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown
+
+
+_flush_past_append_only_triggers()

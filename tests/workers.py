@@ -26,6 +26,7 @@ class WorkerProcess:
         self.redis_url = redis_url
         self.log_path = log_dir / f"worker-{name}.log"
         self.hostname = f"{name}-{os.getpid()}@localhost"
+        self.checkpoint_dir = log_dir / "checkpoints"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
@@ -35,6 +36,7 @@ class WorkerProcess:
             "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.redis_url,
             "CELERY_RESULT_BACKEND": self.redis_url,
+            "AUDIT_CHECKPOINT_DIR": str(self.checkpoint_dir),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -27,7 +27,7 @@ def test_it_runs_in_process_without_a_broker(db, settings):
     assert result.get()["status"] == "ok"
 
 
-def test_it_runs_the_health_check_on_a_real_worker(celery_worker, transactional_db):
+def test_it_runs_the_health_check_on_a_real_worker(celery_worker, live_db):
     assert settings.CELERY_BROKER_URL.startswith("redis://")
     result = health_check.delay()
     payload = result.get(timeout=30)

@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 import governance.services
 import lifecycle.services
+from audits.models import AuditEvent
 from governance.models import Membership, Project
 from governance.roles import Role
 from lifecycle import services
@@ -45,6 +46,7 @@ POLICY: dict[str, set] = {
     "evidence_add_link": CONTRIBUTORS,
     "evidence_add_note": CONTRIBUTORS,
     "evidence_withdraw": {R.PROJECT_LEAD, OWNER},
+    "evidence_record_download": set(Role),
     "comment_add": set(Role) - {R.AUDITOR},
     "gate_submit": {R.PROJECT_LEAD},
     "gate_approve": {R.COMMITTEE_CHAIR},
@@ -60,6 +62,9 @@ GLOBAL_SERVICES = {
     "checklist_template_activate",
     "template_item_save",
     "template_item_delete",
+    "user_create",
+    "user_update",
+    "user_set_password",
 }
 # Internal steps run inside another service's transaction, never called on their own.
 INTERNAL = {"checklist_instantiate"}
@@ -116,6 +121,10 @@ def _arguments(service: str, team, owner_role) -> dict:
     if service == "evidence_withdraw":
         evidence = services.evidence_add_note(actor=team.creator, item=item, note="Draft")
         return {"evidence": evidence, "reason": "Wrong item"}
+    if service == "evidence_record_download":
+        upload = SimpleUploadedFile("dpia.txt", b"dpia")
+        evidence = services.evidence_add_file(actor=team.creator, item=item, upload=upload)
+        return {"evidence": evidence}
     if service == "comment_add":
         return {"item": item, "body": "Looks complete."}
     if service == "gate_submit":
@@ -146,8 +155,10 @@ def _arguments(service: str, team, owner_role) -> dict:
 
 
 def _snapshot(project: Project) -> tuple:
-    """Everything a service could change, to prove a refused call changed nothing."""
+    """Everything a service could change, to prove a refused call changed nothing (and the
+    audit trail, which every call that is let through extends)."""
     return (
+        AuditEvent.objects.count(),
         Project.objects.filter(pk=project.pk).values_list("name", "risk_tier").get(),
         sorted(Membership.objects.filter(project=project).values_list("user", "role")),
         sorted(project.checklist_items.values_list("id", "status", "assignee", "justification")),

@@ -1,0 +1,167 @@
+"""The tamper-evident audit trail.
+
+Each event is stored as `payload`: the canonical JSON serialisation of everything the event
+says (chain, sequence, time, actor, action, target, before/after values, reason, request
+context). `hash` is SHA-256 over the previous event's hash followed by the payload, so every
+event seals the whole history before it. The payload is the record of truth; the few columns
+beside it (sequence, time, actor, action, target) exist so the trail can be filtered with
+indexes, and verification proves they agree with the sealed payload.
+
+The database refuses UPDATE and DELETE on events (and TRUNCATE on PostgreSQL): see
+`audits.triggers` and migration 0002.
+"""
+
+import json
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from audits.chain import GENESIS_HASH, GLOBAL_CHAIN
+
+__all__ = ["GENESIS_HASH", "GLOBAL_CHAIN", "Action", "ActorType", "AuditChain", "AuditEvent"]
+
+
+class Action(models.TextChoices):
+    """Every kind of event the trail records. Adding a service means adding its action."""
+
+    PROJECT_CREATE = "project.create", "Project registered"
+    PROJECT_UPDATE = "project.update", "Project details changed"
+    MEMBERSHIP_ADD = "membership.add", "Role granted"
+    MEMBERSHIP_REMOVE = "membership.remove", "Role removed"
+    ITEM_UPDATE = "checklist_item.update", "Checklist item status changed"
+    ITEM_ASSIGN = "checklist_item.assign", "Checklist item assigned"
+    EVIDENCE_ADD = "evidence.add", "Evidence attached"
+    EVIDENCE_WITHDRAW = "evidence.withdraw", "Evidence withdrawn"
+    EVIDENCE_DOWNLOAD = "evidence.download", "Evidence downloaded"
+    COMMENT_ADD = "comment.add", "Comment posted"
+    GATE_SUBMIT = "gate.submit", "Gate submitted for review"
+    GATE_APPROVE = "gate.approve", "Gate approved"
+    GATE_REQUEST_CHANGES = "gate.request_changes", "Changes requested on gate"
+    GATE_START_REVIEW_CYCLE = "gate.start_review_cycle", "Periodic review started"
+    MODEL_VERSION_CREATE = "model_version.create", "Model version registered"
+    DATASET_VERSION_CREATE = "dataset_version.create", "Dataset version registered"
+    TEMPLATE_CREATE_VERSION = "template.create_version", "Checklist template version created"
+    TEMPLATE_ACTIVATE = "template.activate", "Checklist template activated"
+    TEMPLATE_ITEM_SAVE = "template_item.save", "Checklist template item saved"
+    TEMPLATE_ITEM_DELETE = "template_item.delete", "Checklist template item removed"
+    USER_CREATE = "user.create", "User account created"
+    USER_UPDATE = "user.update", "User account changed"
+    USER_PASSWORD_CHANGE = "user.password_change", "Password changed"
+    LOGIN = "auth.login", "Logged in"
+    LOGOUT = "auth.logout", "Logged out"
+    LOGIN_FAILED = "auth.login_failed", "Failed login"
+    AUDIT_EXPORT = "audit.export", "Audit trail exported"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    TOKEN = "token", "API token"
+    SYSTEM = "system", "System job"
+    ANONYMOUS = "anonymous", "Anonymous"
+
+
+class AuditChain(models.Model):
+    """The head of one hash chain: one per project, one global.
+
+    Appends lock this row, so concurrent writers to a chain queue up instead of forking it.
+    `length` and `head_hash` repeat the last event; verification checks that they agree, which
+    is how a deleted tail is noticed between checkpoints.
+    """
+
+    key = models.CharField(max_length=120, unique=True)
+    project = models.OneToOneField(
+        "governance.Project",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_chain",
+    )
+    length = models.PositiveBigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class AuditEvent(models.Model):
+    """One append-only, hash-chained entry of the audit trail."""
+
+    # Indexes are few on purpose: each one is paid on every append.
+    chain = models.ForeignKey(
+        AuditChain, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
+    sequence = models.PositiveBigIntegerField()
+    recorded_at = models.DateTimeField()
+    actor_type = models.CharField(max_length=12, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        db_constraint=False,  # users are never deleted; the payload keeps the name anyway
+        db_index=False,
+    )
+    actor_token_id = models.PositiveBigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices)
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=40, blank=True)
+    payload = models.TextField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["chain", "sequence"]
+        constraints = [
+            # One event per position: two writers can never both append event N (a fork).
+            models.UniqueConstraint(fields=["chain", "sequence"], name="audit_event_unique_seq"),
+        ]
+        indexes = [
+            models.Index(fields=["chain", "recorded_at"], name="audit_event_chain_time"),
+            models.Index(fields=["chain", "action"], name="audit_event_chain_action"),
+            models.Index(fields=["target_type", "target_id"], name="audit_event_target"),
+            models.Index(fields=["actor_user", "recorded_at"], name="audit_event_actor_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}#{self.sequence} {self.action}"
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        """The sealed content of the event (see `audits.chain.build_payload`)."""
+        return json.loads(self.payload)
+
+    @property
+    def actor_name(self) -> str:
+        return self.data["actor_name"]
+
+    @property
+    def target_text(self) -> str:
+        return self.data["target_text"]
+
+    @property
+    def before(self) -> Any:
+        return self.data["before"]
+
+    @property
+    def after(self) -> Any:
+        return self.data["after"]
+
+    @property
+    def reason(self) -> str:
+        return self.data["reason"]
+
+    @property
+    def request_id(self) -> str:
+        return self.data["request_id"]
+
+    @property
+    def ip_address(self) -> str | None:
+        return self.data["ip"]
+
+    @property
+    def user_agent(self) -> str:
+        return self.data["user_agent"]

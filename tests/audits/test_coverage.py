@@ -1,0 +1,604 @@
+"""Every mutating service and every mutating URL writes exactly one complete audit event.
+
+Services come from the permission matrix (which itself fails on an undeclared service); URLs
+come from the URL resolver, and a URL missing from the tables below fails the suite.
+"""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+import governance.services
+import lifecycle.services
+from audits.models import Action, AuditEvent
+from audits.verification import verify
+from governance.roles import Role
+from lifecycle import services as lifecycle_services
+from lifecycle.models import ChecklistTemplate, Gate
+from lifecycle.phases import Phase
+from lifecycle.selectors import active_template
+from tests.factories import PASSWORD, UserFactory, make_team, project_creator
+from tests.governance import test_permission_matrix as matrix
+
+pytestmark = pytest.mark.django_db
+
+SERVICE_ACTIONS = {
+    "project_update": Action.PROJECT_UPDATE,
+    "membership_add": Action.MEMBERSHIP_ADD,
+    "membership_remove": Action.MEMBERSHIP_REMOVE,
+    "checklist_item_update": Action.ITEM_UPDATE,
+    "checklist_item_assign": Action.ITEM_ASSIGN,
+    "evidence_add_file": Action.EVIDENCE_ADD,
+    "evidence_add_link": Action.EVIDENCE_ADD,
+    "evidence_add_note": Action.EVIDENCE_ADD,
+    "evidence_withdraw": Action.EVIDENCE_WITHDRAW,
+    "evidence_record_download": Action.EVIDENCE_DOWNLOAD,
+    "comment_add": Action.COMMENT_ADD,
+    "gate_submit": Action.GATE_SUBMIT,
+    "gate_approve": Action.GATE_APPROVE,
+    "gate_request_changes": Action.GATE_REQUEST_CHANGES,
+    "gate_start_review_cycle": Action.GATE_START_REVIEW_CYCLE,
+    "model_version_create": Action.MODEL_VERSION_CREATE,
+    "dataset_version_create": Action.DATASET_VERSION_CREATE,
+    "project_create": Action.PROJECT_CREATE,
+    "checklist_template_create_version": Action.TEMPLATE_CREATE_VERSION,
+    "checklist_template_activate": Action.TEMPLATE_ACTIVATE,
+    "template_item_save": Action.TEMPLATE_ITEM_SAVE,
+    "template_item_delete": Action.TEMPLATE_ITEM_DELETE,
+    "user_create": Action.USER_CREATE,
+    "user_update": Action.USER_UPDATE,
+    "user_set_password": Action.USER_PASSWORD_CHANGE,
+}
+
+
+def assert_complete(event: AuditEvent, *, action: str, actor) -> None:
+    assert event.action == action
+    if actor is None:
+        assert event.actor_user_id is None and event.actor_type in {"anonymous", "system"}
+    else:
+        assert event.actor_user_id == actor.pk and event.actor_type == "user"
+        assert event.actor_name == (actor.get_full_name() or actor.username)
+    assert (event.target_type and event.target_id != "") or action == Action.LOGIN_FAILED
+    assert event.target_text
+    assert len(event.hash) == 64 and len(event.prev_hash) == 64
+    for key in ("before", "after", "reason", "request_id", "ip", "user_agent"):
+        assert key in event.data
+
+
+def one_new_event(before_id: int) -> AuditEvent:
+    events = list(AuditEvent.objects.filter(id__gt=before_id))
+    assert len(events) == 1, [e.action for e in events]
+    return events[0]
+
+
+def last_id() -> int:
+    return AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+# --- Services ---------------------------------------------------------------------------------
+
+
+def _function(name):
+    return getattr(governance.services, name, None) or getattr(lifecycle.services, name)
+
+
+@pytest.mark.parametrize("service", sorted(matrix.POLICY))
+def test_each_project_service_writes_one_event(service):
+    team = make_team()
+    allowed = [r for r in matrix.POLICY[service] if r != matrix.OWNER]
+    actor = team[allowed[0]]
+    kwargs = matrix._arguments(service, team, Role.PRIVACY_OFFICER)
+    mark = last_id()
+    _function(service)(actor=actor, **kwargs)
+    event = one_new_event(mark)
+    assert_complete(event, action=SERVICE_ACTIONS[service], actor=actor)
+    assert event.chain.project == team.project
+    assert verify().ok
+
+
+def test_a_refused_call_writes_nothing():
+    team = make_team()
+    mark = last_id()
+    with pytest.raises(Exception):  # noqa: B017 - PermissionDenied; the point is what remains
+        lifecycle_services.gate_submit(actor=team[Role.AUDITOR], gate=team.project.gates.first())
+    assert last_id() == mark
+
+
+def test_a_rolled_back_transaction_leaves_no_event():
+    from django.db import transaction
+
+    team = make_team()
+    item = team.project.checklist_items.first()
+    mark = last_id()
+    with transaction.atomic():
+        lifecycle_services.comment_add(actor=team.creator, item=item, body="Draft")
+        transaction.set_rollback(True)
+    assert last_id() == mark
+    assert verify().ok
+
+
+def test_global_services_write_one_event_each_on_the_global_chain(admin_user):
+    def run(service, **kwargs):
+        mark = last_id()
+        result = _function(service)(actor=admin_user, **kwargs)
+        event = one_new_event(mark)
+        assert_complete(event, action=SERVICE_ACTIONS[service], actor=admin_user)
+        expected_chain = "project:radiology-summariser" if service == "project_create" else "global"
+        assert event.chain.key == expected_chain
+        return result
+
+    run("project_create", **matrix_project_fields())
+    v2 = run("checklist_template_create_version", source=active_template(), version="2")
+    item = v2.items.first()
+    item.title = "Changed title"
+    run("template_item_save", item=item)
+    run("template_item_delete", item=v2.items.last())
+    run("checklist_template_activate", template=v2)
+    user = run("user_create", username="newcomer", password="a long enough passphrase 42")
+    run("user_update", user=user, first_name="Nia", permissions=[add_project_permission()])
+    run("user_set_password", user=user, password="another long passphrase 43")
+    assert verify().ok
+
+
+def matrix_project_fields() -> dict:
+    return {
+        "name": "Radiology summariser",
+        "slug": "radiology-summariser",
+        "clinical_setting": "Radiology",
+        "intended_use": "Summarise reports.",
+        "intended_users": "Referring physicians",
+        "task_category": "clinical_documentation",
+        "risk_tier": "low",
+    }
+
+
+def add_project_permission() -> Permission:
+    return Permission.objects.get(codename="add_project")
+
+
+def test_every_service_has_a_declared_action():
+    declared = set(matrix.POLICY) | matrix.GLOBAL_SERVICES | {"evidence_record_download"}
+    declared |= {"user_create", "user_update", "user_set_password"}
+    assert declared == set(SERVICE_ACTIONS)
+
+
+# --- URLs -------------------------------------------------------------------------------------
+
+
+def url_names(resolver=None, namespace="") -> set[str]:
+    names = set()
+    for pattern in (resolver or get_resolver()).url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            names |= url_names(pattern, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            names.add(namespace + pattern.name)
+    return names
+
+
+READ_ONLY = {
+    "home",
+    "project-detail",
+    "healthz",
+    "admin:index",
+    "admin:app_list",
+    "admin:autocomplete",
+    "admin:jsi18n",
+    "admin:view_on_site",
+    "admin:password_change_done",
+}
+MODELS = [
+    "audits_auditevent",
+    "governance_membership",
+    "governance_project",
+    "governance_user",
+    "lifecycle_checklistitem",
+    "lifecycle_checklisttemplate",
+    "lifecycle_comment",
+    "lifecycle_datasetversion",
+    "lifecycle_evidence",
+    "lifecycle_gate",
+    "lifecycle_modelversion",
+]
+READ_ONLY |= {f"admin:{model}_history" for model in MODELS}
+# Admin changelists whose POST has no action that writes (no list_editable, no actions).
+READ_ONLY |= {
+    f"admin:{model}_changelist"
+    for model in MODELS
+    if model not in {"lifecycle_evidence", "lifecycle_gate", "lifecycle_checklisttemplate"}
+}
+# Views the admin refuses: writes that only services may do, or never happen at all.
+REFUSED = {
+    "admin:audits_auditevent_add",
+    "admin:audits_auditevent_change",
+    "admin:audits_auditevent_delete",
+    "admin:governance_project_delete",
+    "admin:governance_membership_change",
+    "admin:governance_user_delete",
+    "admin:lifecycle_checklistitem_add",
+    "admin:lifecycle_checklistitem_delete",
+    "admin:lifecycle_checklisttemplate_add",
+    "admin:lifecycle_checklisttemplate_delete",
+    "admin:lifecycle_comment_change",
+    "admin:lifecycle_comment_delete",
+    "admin:lifecycle_datasetversion_change",
+    "admin:lifecycle_datasetversion_delete",
+    "admin:lifecycle_evidence_change",
+    "admin:lifecycle_evidence_delete",
+    "admin:lifecycle_gate_add",
+    "admin:lifecycle_gate_change",
+    "admin:lifecycle_gate_delete",
+    "admin:lifecycle_modelversion_change",
+    "admin:lifecycle_modelversion_delete",
+}
+
+
+class World:
+    """A project with staff members in every role, a superuser, and useful objects."""
+
+    def __init__(self):
+        self.team = make_team()
+        for user in [*self.team.members.values(), self.team.creator]:
+            user.is_staff = True
+            user.save()
+        self.project = self.team.project
+        self.lead = self.team.creator
+        self.chair = self.team[Role.COMMITTEE_CHAIR]
+        self.admin = UserFactory(is_staff=True, is_superuser=True, username="root")
+        self.item = self.project.checklist_items.filter(phase=Phase.PLANNING).first()
+
+    def settle_planning(self):
+        for item in self.project.checklist_items.filter(phase=Phase.PLANNING):
+            lifecycle_services.evidence_add_note(actor=self.lead, item=item, note="Done.")
+            lifecycle_services.checklist_item_update(actor=self.lead, item=item, status="done")
+        return self.project.gates.get(phase=Phase.PLANNING)
+
+
+def _inline(prefix: str) -> dict:
+    return {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+
+
+def _action(action: str, *pks, **extra) -> dict:
+    return {"action": action, "_selected_action": [str(pk) for pk in pks], **extra}
+
+
+def _url(name, *args):
+    return reverse(name, args=args)
+
+
+def case_login(w):
+    return (
+        None,
+        "post",
+        _url("login"),
+        {"username": w.lead.username, "password": PASSWORD},
+        "auth.login",
+    )
+
+
+def case_login_failed(w):
+    data = {"username": w.lead.username, "password": "wrong"}
+    return None, "post", _url("login"), data, "auth.login_failed"
+
+
+def case_logout(w):
+    return w.lead, "post", _url("logout"), {}, "auth.logout"
+
+
+def case_admin_login(w):
+    data = {"username": w.lead.username, "password": PASSWORD}
+    return None, "post", _url("admin:login"), data, "auth.login"
+
+
+def case_admin_logout(w):
+    return w.lead, "post", _url("admin:logout"), {}, "auth.logout"
+
+
+def case_password_change(w):
+    data = {
+        "old_password": PASSWORD,
+        "new_password1": "a brand new passphrase 77",
+        "new_password2": "a brand new passphrase 77",
+    }
+    return w.lead, "post", _url("admin:password_change"), data, "user.password_change"
+
+
+def case_evidence_download(w):
+    evidence = lifecycle_services.evidence_add_file(
+        actor=w.lead, item=w.item, upload=SimpleUploadedFile("dpia.txt", b"dpia")
+    )
+    return w.chair, "get", _url("evidence-download", evidence.pk), None, "evidence.download"
+
+
+def case_project_add(w):
+    creator = project_creator()
+    creator.is_staff = True
+    creator.save()
+    data = {
+        **matrix_project_fields(),
+        **_inline("gates"),
+        **_inline("memberships"),
+        **_inline("model_versions"),
+        **_inline("dataset_versions"),
+    }
+    return creator, "post", _url("admin:governance_project_add"), data, "project.create"
+
+
+def case_project_change(w):
+    data = {
+        **{k: v for k, v in matrix_project_fields().items() if k != "slug"},
+        **_inline("gates"),
+        **_inline("memberships"),
+        **_inline("model_versions"),
+        **_inline("dataset_versions"),
+    }
+    url = _url("admin:governance_project_change", w.project.pk)
+    return w.lead, "post", url, data, "project.update"
+
+
+def case_membership_add(w):
+    data = {"project": w.project.pk, "user": UserFactory().pk, "role": "committee_member"}
+    return w.lead, "post", _url("admin:governance_membership_add"), data, "membership.add"
+
+
+def case_membership_delete(w):
+    membership = w.project.memberships.get(role="committee_member")
+    url = _url("admin:governance_membership_delete", membership.pk)
+    return w.lead, "post", url, {"post": "yes"}, "membership.remove"
+
+
+def case_item_change(w):
+    data = {
+        "status": "in_progress",
+        "justification": "",
+        "assignee": "",
+        **_inline("evidence"),
+        **_inline("comments"),
+    }
+    url = _url("admin:lifecycle_checklistitem_change", w.item.pk)
+    return w.lead, "post", url, data, "checklist_item.update"
+
+
+def case_evidence_add(w):
+    data = {"item": w.item.pk, "kind": "link", "title": "DPIA", "url": "https://x.example/d"}
+    return w.lead, "post", _url("admin:lifecycle_evidence_add"), data, "evidence.add"
+
+
+def case_evidence_withdraw(w):
+    evidence = lifecycle_services.evidence_add_note(actor=w.lead, item=w.item, note="Old")
+    data = _action("withdraw", evidence.pk, apply="1", reason="Superseded")
+    url = _url("admin:lifecycle_evidence_changelist")
+    return w.lead, "post", url, data, "evidence.withdraw"
+
+
+def case_comment_add(w):
+    data = {"item": w.item.pk, "body": "Looks good."}
+    return w.chair, "post", _url("admin:lifecycle_comment_add"), data, "comment.add"
+
+
+def case_gate_submit(w):
+    gate = w.settle_planning()
+    url = _url("admin:lifecycle_gate_changelist")
+    return w.lead, "post", url, _action("submit", gate.pk), "gate.submit"
+
+
+def case_gate_approve(w):
+    gate = lifecycle_services.gate_submit(actor=w.lead, gate=w.settle_planning())
+    url = _url("admin:lifecycle_gate_changelist")
+    return w.chair, "post", url, _action("approve", gate.pk), "gate.approve"
+
+
+def case_gate_request_changes(w):
+    gate = lifecycle_services.gate_submit(actor=w.lead, gate=w.settle_planning())
+    data = _action("request_changes", gate.pk, apply="1", reason="Add the DPIA.")
+    url = _url("admin:lifecycle_gate_changelist")
+    return w.chair, "post", url, data, "gate.request_changes"
+
+
+def case_gate_start_review_cycle(w):
+    for phase in Phase:
+        for item in w.project.checklist_items.filter(phase=phase):
+            lifecycle_services.evidence_add_note(actor=w.lead, item=item, note="Done.")
+            lifecycle_services.checklist_item_update(actor=w.lead, item=item, status="done")
+        gate = w.project.gates.get(phase=phase)
+        lifecycle_services.gate_submit(actor=w.lead, gate=gate)
+        lifecycle_services.gate_approve(actor=w.chair, gate=gate)
+    gate = Gate.objects.get(project=w.project, phase=Phase.MONITORING)
+    url = _url("admin:lifecycle_gate_changelist")
+    return w.chair, "post", url, _action("start_review_cycle", gate.pk), "gate.start_review_cycle"
+
+
+def case_model_version_add(w):
+    data = {"project": w.project.pk, "label": "v1", "base_model": "Llama", "adaptation": "rag"}
+    url = _url("admin:lifecycle_modelversion_add")
+    return w.lead, "post", url, data, "model_version.create"
+
+
+def case_dataset_version_add(w):
+    data = {
+        "project": w.project.pk,
+        "label": "test",
+        "purpose": "test",
+        "row_count": "10",
+        "sha256": "b" * 64,
+        "description": "",
+    }
+    url = _url("admin:lifecycle_datasetversion_add")
+    return w.lead, "post", url, data, "dataset_version.create"
+
+
+def case_template_new_version(w):
+    data = _action("new_version", active_template().pk, apply="1", reason="2")
+    url = _url("admin:lifecycle_checklisttemplate_changelist")
+    return w.admin, "post", url, data, "template.create_version"
+
+
+def case_template_activate(w):
+    draft = lifecycle_services.checklist_template_create_version(
+        actor=w.admin, source=active_template(), version="2"
+    )
+    url = _url("admin:lifecycle_checklisttemplate_changelist")
+    return w.admin, "post", url, _action("activate", draft.pk), "template.activate"
+
+
+def case_template_change(w):
+    draft = lifecycle_services.checklist_template_create_version(
+        actor=w.admin, source=active_template(), version="2"
+    )
+    first = draft.items.order_by("position").first()
+    data = {
+        "items-TOTAL_FORMS": "1",
+        "items-INITIAL_FORMS": "1",
+        "items-0-id": str(first.pk),
+        "items-0-template": str(draft.pk),
+        "items-0-phase": first.phase,
+        "items-0-position": str(first.position),
+        "items-0-key": first.key,
+        "items-0-title": "A clearer title",
+        "items-0-guidance": first.guidance,
+        "items-0-owner_role": first.owner_role,
+        "items-0-required": "on",
+        "items-0-evidence_required": "on",
+    }
+    url = _url("admin:lifecycle_checklisttemplate_change", draft.pk)
+    return w.admin, "post", url, data, "template_item.save"
+
+
+def case_user_add(w):
+    data = {
+        "username": "newcomer",
+        "first_name": "Nia",
+        "last_name": "Obi",
+        "email": "",
+        "password1": "a long enough passphrase 42",
+        "password2": "a long enough passphrase 42",
+    }
+    return w.admin, "post", _url("admin:governance_user_add"), data, "user.create"
+
+
+def case_user_change(w):
+    target = UserFactory(first_name="Old", last_name="Name", email="old@example.org")
+    data = {
+        "first_name": "New",
+        "last_name": "Name",
+        "email": "old@example.org",
+        "is_active": "on",
+        "new_password1": "",
+        "new_password2": "",
+    }
+    url = _url("admin:governance_user_change", target.pk)
+    return w.admin, "post", url, data, "user.update"
+
+
+MUTATING = {
+    "login": [case_login, case_login_failed],
+    "logout": [case_logout],
+    "admin:login": [case_admin_login],
+    "admin:logout": [case_admin_logout],
+    "admin:password_change": [case_password_change],
+    "evidence-download": [case_evidence_download],
+    "admin:governance_project_add": [case_project_add],
+    "admin:governance_project_change": [case_project_change],
+    "admin:governance_membership_add": [case_membership_add],
+    "admin:governance_membership_delete": [case_membership_delete],
+    "admin:lifecycle_checklistitem_change": [case_item_change],
+    "admin:lifecycle_evidence_add": [case_evidence_add],
+    "admin:lifecycle_evidence_changelist": [case_evidence_withdraw],
+    "admin:lifecycle_comment_add": [case_comment_add],
+    "admin:lifecycle_gate_changelist": [
+        case_gate_submit,
+        case_gate_approve,
+        case_gate_request_changes,
+        case_gate_start_review_cycle,
+    ],
+    "admin:lifecycle_modelversion_add": [case_model_version_add],
+    "admin:lifecycle_datasetversion_add": [case_dataset_version_add],
+    "admin:lifecycle_checklisttemplate_changelist": [
+        case_template_new_version,
+        case_template_activate,
+    ],
+    "admin:lifecycle_checklisttemplate_change": [case_template_change],
+    "admin:governance_user_add": [case_user_add],
+    "admin:governance_user_change": [case_user_change],
+}
+
+
+def test_every_url_is_classified():
+    classified = READ_ONLY | REFUSED | set(MUTATING)
+    assert url_names() - classified == set(), "classify the new URL in test_coverage.py"
+    assert classified - url_names() == set(), "a classified URL no longer exists"
+
+
+@pytest.mark.parametrize(
+    "case", [case for cases in MUTATING.values() for case in cases], ids=lambda c: c.__name__
+)
+def test_each_mutating_url_writes_one_complete_event(client, case):
+    world = World()
+    user, method, url, data, action = case(world)
+    if user is not None:
+        client.force_login(user)
+    mark = last_id()
+    response = getattr(client, method)(
+        url, data, HTTP_USER_AGENT="pytest-browser/1.0", HTTP_X_REQUEST_ID="req-" + case.__name__
+    )
+    assert response.status_code in {200, 302}, response.content.decode()[:3000]
+    event = one_new_event(mark)
+    actor = user
+    if action == "auth.login":
+        actor = world.lead
+    if action == "auth.login_failed":
+        actor = None
+    assert_complete(event, action=action, actor=actor)
+    assert event.request_id == "req-" + case.__name__ == response["X-Request-ID"]
+    assert event.ip_address == "127.0.0.1"
+    assert event.user_agent == "pytest-browser/1.0"
+    assert verify().ok
+
+
+def _refused_url(name: str, world: World) -> str:
+    model = name.split(":")[1].rsplit("_", 1)[0]
+    if name.endswith("_add"):
+        return reverse(name)
+    objects = {
+        "audits_auditevent": lambda: AuditEvent.objects.first(),
+        "governance_project": lambda: world.project,
+        "governance_membership": lambda: world.project.memberships.first(),
+        "governance_user": lambda: world.lead,
+        "lifecycle_checklistitem": lambda: world.item,
+        "lifecycle_checklisttemplate": lambda: ChecklistTemplate.objects.first(),
+        "lifecycle_comment": lambda: lifecycle_services.comment_add(
+            actor=world.lead, item=world.item, body="x"
+        ),
+        "lifecycle_datasetversion": lambda: lifecycle_services.dataset_version_create(
+            actor=world.lead,
+            project=world.project,
+            label="d",
+            purpose="test",
+            row_count=1,
+            sha256="c" * 64,
+        ),
+        "lifecycle_evidence": lambda: lifecycle_services.evidence_add_note(
+            actor=world.lead, item=world.item, note="n"
+        ),
+        "lifecycle_gate": lambda: world.project.gates.first(),
+        "lifecycle_modelversion": lambda: lifecycle_services.model_version_create(
+            actor=world.lead,
+            project=world.project,
+            label="m",
+            base_model="b",
+            adaptation="rag",
+        ),
+    }
+    return reverse(name, args=[objects[model]().pk])
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_admin_urls_write_nothing(client, name):
+    world = World()
+    url = _refused_url(name, world)
+    client.force_login(world.admin)  # even a superuser: these writes do not exist
+    mark = last_id()
+    response = client.post(url, {"post": "yes"})
+    assert response.status_code == 403
+    assert last_id() == mark

@@ -1,5 +1,7 @@
 """Read-only admin of the audit trail, restricted like every other read."""
 
+import json
+
 from django.contrib import admin
 from guardian.shortcuts import get_objects_for_user
 
@@ -10,7 +12,7 @@ from governance.models import Project
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["recorded_at", "chain", "sequence", "action", "actor_type", "actor", "target"]
-    list_filter = ["action", "actor_type", "chain"]
+    list_filter = ["action", "actor_type", ("chain", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["chain", "actor_user"]
     search_fields = ["target_id", "payload"]
     date_hierarchy = "recorded_at"
@@ -19,11 +21,16 @@ class AuditEventAdmin(admin.ModelAdmin):
         "sequence",
         "recorded_at",
         "actor_type",
-        "actor_user",
+        "actor",
         "actor_token_id",
         "action",
-        "target_type",
-        "target_id",
+        "target",
+        "before",
+        "after",
+        "reason",
+        "request_id",
+        "ip_address",
+        "user_agent",
         "payload",
         "prev_hash",
         "hash",
@@ -37,6 +44,30 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="target")
     def target(self, event: AuditEvent) -> str:
         return f"{event.target_type} {event.target_id}: {event.target_text}"
+
+    @admin.display(description="before")
+    def before(self, event: AuditEvent) -> str:
+        return _pretty(event.before)
+
+    @admin.display(description="after")
+    def after(self, event: AuditEvent) -> str:
+        return _pretty(event.after)
+
+    @admin.display(description="reason or comment")
+    def reason(self, event: AuditEvent) -> str:
+        return event.reason or "—"
+
+    @admin.display(description="request id")
+    def request_id(self, event: AuditEvent) -> str:
+        return event.request_id or "—"
+
+    @admin.display(description="IP address")
+    def ip_address(self, event: AuditEvent) -> str:
+        return event.ip_address or "—"
+
+    @admin.display(description="user agent")
+    def user_agent(self, event: AuditEvent) -> str:
+        return event.user_agent or "—"
 
     def get_queryset(self, request):
         events = super().get_queryset(request)
@@ -62,3 +93,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _pretty(value) -> str:
+    return "—" if value is None else json.dumps(value, indent=1, ensure_ascii=False)

@@ -224,7 +224,7 @@ class MembershipForm(ServiceForm):
 class MembershipAdmin(ServiceModelAdmin):
     form = MembershipForm
     list_display = ["user", "role", "project", "added_at", "added_by"]
-    list_filter = ["role", "project"]
+    list_filter = ["role", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__first_name", "user__last_name", "project__name"]
     list_select_related = ["user", "project", "added_by"]
 

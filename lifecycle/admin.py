@@ -75,7 +75,13 @@ class CommentInline(admin.TabularInline):
 class ChecklistItemAdmin(ServiceModelAdmin):
     form = ChecklistItemForm
     list_display = ["title", "project", "phase", "status", "owner_role", "assignee", "required"]
-    list_filter = ["phase", "status", "owner_role", "required", "project"]
+    list_filter = [
+        "phase",
+        "status",
+        "owner_role",
+        "required",
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["title", "key", "project__name"]
     list_select_related = ["project", "assignee"]
     readonly_fields = [
@@ -141,7 +147,7 @@ class EvidenceAdmin(ItemChoiceAdmin):
     form = EvidenceForm
     project_path = "item__project"
     list_display = ["__str__", "kind", "item", "sha256", "size", "added_by", "added_at", "active"]
-    list_filter = ["kind", "item__project"]
+    list_filter = ["kind", ("item__project", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["item", "added_by"]
     search_fields = ["title", "original_name", "sha256", "url", "note"]
     actions = ["withdraw"]
@@ -187,7 +193,7 @@ class CommentAdmin(ItemChoiceAdmin):
     project_path = "item__project"
     list_display = ["item", "author", "created_at", "body"]
     list_select_related = ["item", "author"]
-    list_filter = ["item__project"]
+    list_filter = [("item__project", admin.RelatedOnlyFieldListFilter)]
 
     def has_add_permission(self, request) -> bool:
         return request.user.is_staff
@@ -199,7 +205,7 @@ class CommentAdmin(ItemChoiceAdmin):
 @admin.register(Gate)
 class GateAdmin(ServiceModelAdmin):
     list_display = ["project", "phase", "state", "review_round", "cycle", "decided_at"]
-    list_filter = ["state", "phase", "project"]
+    list_filter = ["state", "phase", ("project", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["project"]
     readonly_fields = [
         "project",
@@ -257,7 +263,7 @@ class ModelVersionForm(ServiceForm):
 
 class VersionAdmin(ServiceModelAdmin):
     list_select_related = ["project", "created_by"]
-    list_filter = ["project"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "project":

@@ -231,3 +231,23 @@ def test_evidence_downloads_are_recorded(client, team):
     client.force_login(team.outsider)
     assert client.get(f"/evidence/{evidence.pk}/download/").status_code == 404
     assert AuditEvent.objects.filter(action="evidence.download").count() == 1
+
+
+def test_the_admin_shows_events_only_to_those_who_may_read_them(client, team):
+    auditor = team[Role.AUDITOR]
+    for user in (auditor, team.outsider, team[Role.COMMITTEE_MEMBER]):
+        user.is_staff = True
+        user.save()
+    event = AuditEvent.objects.filter(chain__project=team.project, action="project.create").get()
+    client.force_login(auditor)
+    listing = client.get("/admin/audits/auditevent/").content.decode()
+    assert f"project:{team.project.slug}" in listing
+    detail = client.get(f"/admin/audits/auditevent/{event.pk}/change/").content.decode()
+    assert event.hash in detail and "checklist_items" in detail
+    for outsider in (team.outsider, team[Role.COMMITTEE_MEMBER]):  # no view_audit permission
+        client.force_login(outsider)
+        assert (
+            f"project:{team.project.slug}"
+            not in client.get("/admin/audits/auditevent/").content.decode()
+        )
+        assert client.get(f"/admin/audits/auditevent/{event.pk}/change/").status_code == 302

@@ -28,6 +28,27 @@ def test_an_outsider_does_not_see_the_project_in_the_admin(client):
     assert team.project.name not in items
 
 
+@pytest.mark.parametrize(
+    "changelist",
+    [
+        "governance/project",
+        "governance/membership",
+        "lifecycle/checklistitem",
+        "lifecycle/evidence",
+        "lifecycle/comment",
+        "lifecycle/gate",
+        "lifecycle/modelversion",
+        "lifecycle/datasetversion",
+        "audits/auditevent",
+    ],
+)
+def test_no_admin_list_or_filter_names_a_project_the_user_cannot_see(client, changelist):
+    hidden, mine = make_team(), make_team()
+    client.force_login(staff(mine[Role.PROJECT_LEAD]))
+    page = client.get(f"/admin/{changelist}/").content.decode()
+    assert hidden.project.name not in page and hidden.project.slug not in page
+
+
 def test_a_member_sees_their_project_in_the_admin(client, team):
     client.force_login(staff(team[Role.AUDITOR]))
     assert team.project.name in client.get("/admin/governance/project/").content.decode()

@@ -63,4 +63,8 @@ def uninstall(connection: BaseDatabaseWrapper, table: str) -> None:
             cursor.execute(statement)
 
 
-APPEND_ONLY_TABLES = ["audits_auditevent"]
+APPEND_ONLY_TABLES = [
+    "audits_auditevent",
+    "governance_signature",
+    "governance_signatureinvalidation",
+]

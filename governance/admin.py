@@ -4,12 +4,26 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from governance import services
-from governance.admin_base import ServiceForm, ServiceModelAdmin
-from governance.models import Membership, Project, User
+from governance import services, signoffs
+from governance.admin_base import (
+    ServiceForm,
+    ServiceModelAdmin,
+    UniqueInlineFormSet,
+    action_with_text,
+)
+from governance.models import (
+    Membership,
+    Project,
+    Signature,
+    SignOffPolicy,
+    SignOffRequirement,
+    User,
+)
 from governance.permissions import has_project_perm
 from governance.selectors import projects_for_user
 from lifecycle.models import DatasetVersion, Gate, ModelVersion
@@ -17,6 +31,22 @@ from lifecycle.models import DatasetVersion, Gate, ModelVersion
 admin.site.disable_action("delete_selected")
 
 admin.site.unregister(Group)  # roles are per project (Membership), never global groups
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class AuditedTOTPDeviceAdmin(TOTPDeviceAdmin):
+    """django-otp's device admin (with its QR code), writing through the audited services."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.otp_device_save(actor=request.user, device=obj)
+
+    def delete_model(self, request, obj) -> None:
+        services.otp_device_delete(actor=request.user, device=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for device in queryset:
+            services.otp_device_delete(actor=request.user, device=device)
 
 
 class UserCreateForm(ServiceForm):
@@ -256,3 +286,138 @@ class MembershipAdmin(ServiceModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.path)
+
+
+@admin.register(Signature)
+class SignatureAdmin(ServiceModelAdmin):
+    """Signatures are shown with their manifestation and whether they still hold; they are
+    made on the gate pages (re-authentication), never here."""
+
+    project_path = "gate__project"
+    list_display = ["manifestation", "gate", "review_round", "still_valid"]
+    list_filter = ["meaning", "role", ("gate__project", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["gate__project", "signer"]
+    fields = [
+        "manifestation",
+        "gate",
+        "review_round",
+        "signer",
+        "role",
+        "meaning",
+        "reason",
+        "signed_at",
+        "manifest_sha256",
+        "record_sha256",
+        "verification",
+        "manifest",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="signature")
+    def manifestation(self, obj: Signature) -> str:
+        return obj.manifestation
+
+    @admin.display(description="valid", boolean=True)
+    def still_valid(self, obj: Signature) -> bool:
+        return signoffs.verify(obj).valid
+
+    @admin.display(description="verification")
+    def verification(self, obj: Signature) -> str:
+        verdict = signoffs.verify(obj)
+        return "Valid: record and manifest match." if verdict.valid else "; ".join(verdict.reasons)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class RequirementFormSet(UniqueInlineFormSet):
+    unique_fields = ("phase", "risk_tier", "role")
+
+
+class SignOffRequirementInline(admin.TabularInline):
+    model = SignOffRequirement
+    formset = RequirementFormSet
+    extra = 0
+    fields = ["phase", "risk_tier", "role"]
+
+    def _editable(self, request, obj) -> bool:
+        return (
+            obj is not None
+            and not services.policy_in_use(obj)
+            and request.user.has_perm("governance.change_signoffpolicy")
+        )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._editable(request, obj)
+
+
+@admin.register(SignOffPolicy)
+class SignOffPolicyAdmin(admin.ModelAdmin):
+    """Which roles must approve each gate, per risk tier. A policy in use is frozen: copy it
+    to a new version, edit the draft, then activate it for new projects."""
+
+    list_display = ["version", "name", "is_active", "created_at", "created_by"]
+    readonly_fields = ["version", "name", "is_active", "created_at", "created_by"]
+    inlines = [SignOffRequirementInline]
+    actions = ["new_version", "activate"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("governance.change_signoffpolicy")
+
+    def save_model(self, request, obj, form, change) -> None:
+        return None  # the policy's own fields are read-only; only its requirements change
+
+    def save_formset(self, request, form, formset, change) -> None:
+        changed = formset.save(commit=False)  # builds the objects, writes nothing
+        for deleted in formset.deleted_objects:
+            services.signoff_requirement_delete(actor=request.user, requirement=deleted)
+        for requirement in changed:
+            requirement.policy = form.instance
+            services.signoff_requirement_save(actor=request.user, requirement=requirement)
+
+    @admin.action(description="Create a new version from the selected policy")
+    def new_version(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one policy to copy.", level="error")
+            return None
+
+        def apply(version: str) -> None:
+            try:
+                policy = services.signoff_policy_create_version(
+                    actor=request.user, source=queryset.get(), version=version
+                )
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, "; ".join(getattr(exc, "messages", [str(exc)])), "error")
+                return
+            self.message_user(request, f"Created draft {policy}; edit it, then activate.")
+
+        return action_with_text(
+            self, request, queryset, title="New policy version", label="Version", apply=apply
+        )
+
+    @admin.action(description="Activate the selected policy for new projects")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one policy.", level="error")
+            return
+        try:
+            services.signoff_policy_activate(actor=request.user, policy=queryset.get())
+        except (ValidationError, PermissionDenied) as exc:
+            self.message_user(request, "; ".join(getattr(exc, "messages", [str(exc)])), "error")
+            return
+        self.message_user(request, "Activated.")

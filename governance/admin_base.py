@@ -136,3 +136,25 @@ def action_with_text(
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         },
     )
+
+
+class UniqueInlineFormSet(forms.BaseInlineFormSet):
+    """Refuses two rows with the same `unique_fields` values inside the parent, next to the
+    form, before any service runs (the parent key is excluded from the model's own check)."""
+
+    unique_fields: tuple[str, ...] = ()
+
+    def clean(self) -> None:
+        super().clean()
+        seen: dict[tuple, int] = {}
+        for index, form in enumerate(self.forms):
+            if not getattr(form, "cleaned_data", None) or form in self.deleted_forms:
+                continue
+            key = tuple(form.cleaned_data.get(field) for field in self.unique_fields)
+            if key in seen:
+                form.add_error(
+                    None,
+                    f"Row {index + 1} repeats row {seen[key] + 1} ({', '.join(map(str, key))}).",
+                )
+            else:
+                seen[key] = index

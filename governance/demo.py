@@ -11,7 +11,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from governance import services as governance_services
-from governance.models import Project, RiskTier, TaskCategory, User
+from governance import signoffs
+from governance.models import Project, RiskTier, SignatureMeaning, TaskCategory, User
 from governance.roles import Role
 from lifecycle import services
 from lifecycle.models import Adaptation, DatasetPurpose, Gate, ItemStatus
@@ -124,12 +125,14 @@ PROJECTS = [
 def load_demo() -> list[str]:
     """Create the demo users and projects that do not exist yet; return what was created."""
     created: list[str] = []
+    # No surrounding transaction: signing commits on its own (a failed re-authentication must
+    # be recorded durably), so each step is as it would be for a real user.
     with transaction.atomic():
         users = _users(created)
-        for spec in PROJECTS:
-            if not Project.objects.filter(slug=spec["slug"]).exists():
-                _project(spec, users)
-                created.append(f"project {spec['slug']}")
+    for spec in PROJECTS:
+        if not Project.objects.filter(slug=spec["slug"]).exists():
+            _project(spec, users)
+            created.append(f"project {spec['slug']}")
     return created
 
 
@@ -203,7 +206,7 @@ def _project(spec: dict, users: dict[str, User]) -> None:
             break
         _settle_phase(project, phase, users)
         services.gate_submit(actor=lead, gate=gates[phase], note="All items settled.")
-        services.gate_approve(actor=chair, gate=gates[phase], note="Approved at committee.")
+        _approve(gates[phase], users)
     if spec.get("submit"):
         _settle_phase(project, spec["submit"], users)
         services.gate_submit(actor=lead, gate=gates[spec["submit"]])
@@ -211,15 +214,32 @@ def _project(spec: dict, users: dict[str, User]) -> None:
         phase = spec["changes_requested"]
         _settle_phase(project, phase, users)
         services.gate_submit(actor=lead, gate=gates[phase])
-        services.gate_request_changes(
+        governance_services.signoff_create(
             actor=chair,
             gate=gates[phase],
+            role=Role.COMMITTEE_CHAIR,
+            meaning=SignatureMeaning.REJECT,
+            password=DEMO_PASSWORD,
             reason="The data diversity evidence does not break down the training set by "
             "payer and language; add the table and resubmit.",
         )
     if spec.get("review_cycle"):
         services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
     _work_in_progress(project, users)
+
+
+def _approve(gate: Gate, users: dict[str, User]) -> None:
+    """Every role the sign-off policy requires signs an approval, with re-authentication."""
+    by_role = {role: username for username, *_, role in DEMO_USERS}
+    for role in signoffs.required_roles(gate):
+        governance_services.signoff_create(
+            actor=users[by_role[role]],
+            gate=gate,
+            role=role,
+            meaning=SignatureMeaning.APPROVE,
+            password=DEMO_PASSWORD,
+            reason="Reviewed at the governance committee meeting.",
+        )
 
 
 def _settle_phase(project: Project, phase: Phase, users: dict[str, User]) -> None:

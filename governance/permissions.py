@@ -47,7 +47,7 @@ def _permission_label(codename: str) -> str:
         "add_evidence": "attach evidence",
         "comment": "comment",
         "submit_gate": "submit gates for review",
-        "decide_gate": "decide gates",
+        "start_review": "start periodic reviews",
         "manage_versions": "register model and dataset versions",
         "view_audit": "read the audit trail",
         "export_report": "export reports",

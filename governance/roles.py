@@ -28,7 +28,7 @@ EDIT_CHECKLIST = "edit_checklist"
 ADD_EVIDENCE = "add_evidence"
 COMMENT = "comment"
 SUBMIT_GATE = "submit_gate"
-DECIDE_GATE = "decide_gate"
+START_REVIEW = "start_review"
 MANAGE_VERSIONS = "manage_versions"
 VIEW_AUDIT = "view_audit"
 EXPORT_REPORT = "export_report"
@@ -44,7 +44,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PRIVACY_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT}),
     Role.CLINICAL_SAFETY_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT}),
     Role.COMPLIANCE_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT, EXPORT_REPORT}),
-    Role.COMMITTEE_CHAIR: frozenset({VIEW, COMMENT, DECIDE_GATE, VIEW_AUDIT, EXPORT_REPORT}),
+    Role.COMMITTEE_CHAIR: frozenset({VIEW, COMMENT, START_REVIEW, VIEW_AUDIT, EXPORT_REPORT}),
     Role.COMMITTEE_MEMBER: frozenset({VIEW, COMMENT}),
     Role.AUDITOR: frozenset({VIEW, VIEW_AUDIT, EXPORT_REPORT}),
 }
@@ -55,7 +55,7 @@ PROJECT_PERMISSIONS = [
     (ADD_EVIDENCE, "Attach evidence to checklist items"),
     (COMMENT, "Comment on checklist items"),
     (SUBMIT_GATE, "Submit a phase gate for review"),
-    (DECIDE_GATE, "Approve a gate or request changes"),
+    (START_REVIEW, "Start the periodic review of the monitoring gate"),
     (MANAGE_VERSIONS, "Register model and dataset versions"),
     (VIEW_AUDIT, "Read the project's audit trail"),
     (EXPORT_REPORT, "Export compliance reports"),

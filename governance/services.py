@@ -4,21 +4,40 @@ Every function takes the acting user, checks permission, validates, and changes 
 one transaction; a refused call changes nothing.
 """
 
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_otp import devices_for_user
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from audits.context import current
 from audits.models import Action
 from audits.services import changed, record, snapshot
-from governance.models import Membership, Project, User
+from governance import signoffs
+from governance.models import (
+    Membership,
+    Project,
+    ReauthFailure,
+    RiskTier,
+    Signature,
+    SignatureMeaning,
+    SignOffPolicy,
+    SignOffRequirement,
+    User,
+)
 from governance.permissions import require_project_perm, sync_member_permissions
 from governance.roles import Role
-from lifecycle.selectors import active_template
-from lifecycle.services import checklist_instantiate
+from lifecycle.models import Gate
+from lifecycle.phases import Phase
+from lifecycle.selectors import active_template, blocking_items
+from lifecycle.services import checklist_instantiate, open_next_phase
 
 PROJECT_EDITABLE_FIELDS = (
     "name",
@@ -50,6 +69,7 @@ def project_create(
     if not actor.is_active or not actor.has_perm("governance.add_project"):
         raise PermissionDenied("You are not allowed to register projects.")
     template = active_template()
+    policy = active_signoff_policy()
     project = Project(
         name=name,
         slug=slug,
@@ -61,6 +81,7 @@ def project_create(
         task_category=task_category,
         risk_tier=risk_tier,
         checklist_template=template,
+        signoff_policy=policy,
     )
     project.full_clean()
     try:
@@ -82,6 +103,7 @@ def project_create(
         after={
             **snapshot(project, ("slug", *PROJECT_EDITABLE_FIELDS, "owner")),
             "checklist_template": template.version,
+            "signoff_policy": policy.version,
             "checklist_items": project.checklist_items.count(),
             "project_lead": actor.pk,
         },
@@ -105,15 +127,31 @@ def project_update(*, actor: User, project: Project, **changes: Any) -> Project:
     project.full_clean()
     project.save()
     before, after = changed(before, snapshot(project, changes))
-    record(
+    # A new risk tier changes which roles must approve, so the gates' signatures may no longer hold.
+    stale = {gate: signoffs.stale_signatures(gate) for gate in project.gates.all()}
+    invalidated = [s.pk for signatures in stale.values() for s in signatures]
+    event = record(
         actor=actor,
         action=Action.PROJECT_UPDATE,
         project=project,
         target=project,
         before=before,
-        after=after,
+        after={**after, **({"invalidated_signatures": invalidated} if invalidated else {})},
     )
+    cause = "project details changed: " + ", ".join(sorted(after))
+    for gate, signatures in stale.items():
+        signoffs.invalidate(gate=gate, stale=signatures, event=event, actor=actor, cause=cause)
     return project
+
+
+def active_signoff_policy() -> SignOffPolicy:
+    """The sign-off policy new projects are reviewed under."""
+    policy = SignOffPolicy.objects.filter(is_active=True).first()
+    if policy is None:
+        raise ValidationError(
+            "No sign-off policy is active: an administrator must activate one first."
+        )
+    return policy
 
 
 @transaction.atomic
@@ -283,3 +321,348 @@ def user_set_password(*, actor: User, user: User, password: str) -> User:
     user.save(update_fields=["password"])
     record(actor=actor, action=Action.USER_PASSWORD_CHANGE, project=None, target=user)
     return user
+
+
+# --- Electronic signatures ------------------------------------------------------------------
+
+
+class ReauthenticationFailed(PermissionDenied):
+    """The password (or TOTP code) given at signing time was wrong; nothing was signed."""
+
+
+def signing_locked_until(user: User) -> datetime.datetime | None:
+    """When `user` may sign again after too many failed re-authentications, or None."""
+    now = timezone.now()
+    window = now - datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_WINDOW)
+    failures = list(
+        ReauthFailure.objects.filter(user=user, at__gte=window).values_list("at", flat=True)
+    )
+    if len(failures) < settings.SIGNING_LOCKOUT_THRESHOLD:
+        return None
+    until = max(failures) + datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_COOLOFF)
+    return until if until > now else None
+
+
+def _reauthentication_problem(user: User, password: str, otp_token: str) -> str | None:
+    if not user.check_password(password or ""):
+        return "wrong password"
+    devices = list(devices_for_user(user, confirmed=True))
+    if devices:
+        if not otp_token:
+            return "a TOTP code is required for this account"
+        if not any(device.verify_token(otp_token) for device in devices):
+            return "wrong TOTP code"
+    return None
+
+
+def _record_reauth_failure(actor: User, gate: Gate, problem: str) -> None:
+    # Its own outermost transaction: committed even though the signing is refused.
+    with transaction.atomic(durable=True):
+        ReauthFailure.objects.create(user=actor, gate=gate, reason=problem, ip_address=current().ip)
+        locked = signing_locked_until(actor)
+        record(
+            actor=actor,
+            action=Action.REAUTH_FAILED,
+            project=gate.project,
+            target=gate,
+            target_text=f"{gate.phase_enum.label} gate",
+            after={
+                "reason": problem,
+                "locked_until": locked.isoformat() if locked else None,
+            },
+        )
+
+
+def signoff_create(
+    *,
+    actor: User,
+    gate: Gate,
+    role: str,
+    meaning: str,
+    password: str,
+    reason: str = "",
+    otp_token: str = "",
+) -> Signature:
+    """Sign a gate in review (21 CFR Part 11): re-authenticate, check the signing rules, store
+    the signature over the gate's manifest, and decide the gate.
+
+    A rejection sends the gate back with the reason; the approval that completes the policy's
+    required roles approves the gate and opens the next phase. Must not run inside another
+    transaction: a failed re-authentication is committed on its own.
+    """
+    locked = signing_locked_until(actor)
+    if locked is not None:
+        raise PermissionDenied(
+            f"Signing is locked after repeated failed re-authentication until "
+            f"{timezone.localtime(locked):%Y-%m-%d %H:%M %Z}."
+        )
+    problem = _reauthentication_problem(actor, password, otp_token)
+    if problem is not None:
+        _record_reauth_failure(actor, gate, problem)
+        raise ReauthenticationFailed(f"Re-authentication failed ({problem}): nothing was signed.")
+    with transaction.atomic(durable=True):
+        gate = (
+            Gate.objects.select_for_update()
+            .select_related("project__checklist_template", "project__signoff_policy")
+            .get(pk=gate.pk)
+        )
+        project = gate.project
+        held = set(signoffs.roles_that_may_sign(actor, gate))
+        if role not in held:
+            raise PermissionDenied(
+                f"You do not hold the role {Role(role).label if role in Role.values else role} "
+                f"on “{project.name}”, so you cannot sign in it."
+            )
+        if meaning not in SignatureMeaning.values:
+            raise ValidationError({"meaning": f"“{meaning}” is not a signature meaning."})
+        reason = reason.strip()
+        if meaning == SignatureMeaning.REJECT and not reason:
+            raise ValidationError({"reason": "A rejection needs a reason."})
+        if gate.state != Gate.State.IN_REVIEW:
+            raise ValidationError(
+                f"The {gate.phase_enum.label} gate is {gate.get_state_display().lower()}: only a "
+                "gate in review can be signed."
+            )
+        if Signature.objects.filter(
+            gate=gate, review_round=gate.review_round, signer=actor
+        ).exists():
+            raise ValidationError(
+                f"You already signed this gate in review round {gate.review_round}."
+            )
+        if meaning == SignatureMeaning.APPROVE:
+            _require_may_approve(actor, gate, role, held)
+        signed_at = timezone.now()
+        manifest = signoffs.canonical(signoffs.build_manifest(gate))
+        signature = Signature(
+            gate=gate,
+            review_round=gate.review_round,
+            signer=actor,
+            signer_name=actor.get_full_name() or actor.get_username(),
+            role=role,
+            meaning=meaning,
+            reason=reason,
+            signed_at=signed_at,
+            manifest=manifest,
+            manifest_sha256=signoffs.sha256_text(manifest),
+        )
+        signature.record_sha256 = signoffs.seal(signature)
+        try:
+            with transaction.atomic():
+                signature.save()
+        except IntegrityError:
+            raise ValidationError(
+                f"You already signed this gate in review round {gate.review_round}."
+            ) from None
+        before_state = gate.state
+        _decide(gate, signature)
+        record(
+            actor=actor,
+            action=Action.SIGNATURE_CREATE,
+            project=project,
+            target=signature,
+            target_text=signature.manifestation,
+            before={"gate_state": before_state},
+            after={
+                "gate": gate.pk,
+                "review_round": signature.review_round,
+                "role": role,
+                "meaning": meaning,
+                "manifest_sha256": signature.manifest_sha256,
+                "record_sha256": signature.record_sha256,
+                "gate_state": gate.state,
+            },
+            reason=reason,
+        )
+    return signature
+
+
+def _require_may_approve(actor: User, gate: Gate, role: str, held: set[str]) -> None:
+    project = gate.project
+    if Role.PROJECT_LEAD in held:
+        raise PermissionDenied(
+            "The project lead cannot approve a gate of their own project (separation of duties)."
+        )
+    if project.risk_tier == RiskTier.HIGH and role == Role.COMMITTEE_CHAIR and len(held) > 1:
+        raise PermissionDenied(
+            "On a high-risk project the committee chair's approval must come from someone with "
+            "no other role on the project."
+        )
+    blocking = list(blocking_items(gate).values_list("title", flat=True))
+    if blocking:
+        raise ValidationError(
+            f"The gate cannot be approved while {len(blocking)} required item(s) are neither "
+            f"done nor justified as not applicable: {'; '.join(blocking)}."
+        )
+
+
+def _decide(gate: Gate, signature: Signature) -> None:
+    """Move the gate after a signature: a rejection sends it back, the last required approval
+    approves it when every condition holds."""
+    now = timezone.now()
+    if signature.meaning == SignatureMeaning.REJECT:
+        gate.state = Gate.State.CHANGES_REQUESTED
+        gate.decided_at, gate.decided_by = now, signature.signer
+        gate.decision_note = signature.reason
+        gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
+        return
+    if signature.meaning != SignatureMeaning.APPROVE:
+        return
+    if not signoffs.gate_conditions(gate).can_be_approved:
+        return
+    gate.state = Gate.State.APPROVED
+    gate.decided_at, gate.decided_by = now, signature.signer
+    gate.decision_note = ""
+    gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
+    open_next_phase(gate, now)
+
+
+# --- Sign-off policies ------------------------------------------------------------------------
+
+
+def _require_policy_admin(actor: User) -> None:
+    if not actor.is_active or not actor.has_perm("governance.change_signoffpolicy"):
+        raise PermissionDenied("You are not allowed to manage sign-off policies.")
+
+
+def policy_in_use(policy: SignOffPolicy) -> bool:
+    return policy.is_active or policy.projects.exists()
+
+
+@transaction.atomic
+def signoff_policy_create_version(
+    *, actor: User, source: SignOffPolicy, version: str, name: str = ""
+) -> SignOffPolicy:
+    """Start a new policy version as a copy of `source`; inactive until activated."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy(
+        version=version.strip(), name=(name or source.name).strip(), created_by=actor
+    )
+    policy.full_clean()
+    policy.save()
+    SignOffRequirement.objects.bulk_create(
+        SignOffRequirement(policy=policy, phase=r.phase, risk_tier=r.risk_tier, role=r.role)
+        for r in source.requirements.all()
+    )
+    record(
+        actor=actor,
+        action=Action.POLICY_CREATE_VERSION,
+        project=None,
+        target=policy,
+        after={"version": policy.version, "copied_from": source.version},
+    )
+    return policy
+
+
+@transaction.atomic
+def signoff_requirement_save(*, actor: User, requirement: SignOffRequirement) -> SignOffRequirement:
+    """Add or change a requirement of a draft policy (never of one in use)."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
+    _require_draft(policy)
+    requirement.full_clean()
+    requirement.save()
+    record(
+        actor=actor,
+        action=Action.POLICY_REQUIREMENT_SAVE,
+        project=None,
+        target=requirement,
+        after={"policy": policy.version, **snapshot(requirement, ("phase", "risk_tier", "role"))},
+    )
+    return requirement
+
+
+@transaction.atomic
+def signoff_requirement_delete(*, actor: User, requirement: SignOffRequirement) -> None:
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
+    _require_draft(policy)
+    values = snapshot(requirement, ("phase", "risk_tier", "role"))
+    target_id, target_text = requirement.pk, str(requirement)
+    requirement.delete()
+    record(
+        actor=actor,
+        action=Action.POLICY_REQUIREMENT_DELETE,
+        project=None,
+        target_type="governance.signoffrequirement",
+        target_id=target_id,
+        target_text=target_text,
+        before={"policy": policy.version, **values},
+    )
+
+
+def _require_draft(policy: SignOffPolicy) -> None:
+    if policy_in_use(policy):
+        raise ValidationError(
+            f"Sign-off policy v{policy.version} is active or used by projects and cannot change: "
+            "create a new version instead."
+        )
+
+
+@transaction.atomic
+def signoff_policy_activate(*, actor: User, policy: SignOffPolicy) -> SignOffPolicy:
+    """Make `policy` the one new projects are reviewed under."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=policy.pk)
+    missing = [
+        f"{phase.label} / {tier.label}"
+        for phase in Phase
+        for tier in RiskTier
+        if not policy.requirements.filter(phase=phase, risk_tier=tier).exists()
+    ]
+    if missing:
+        raise ValidationError(
+            f"Sign-off policy v{policy.version} names no approver for: {', '.join(missing)}."
+        )
+    previous = list(
+        SignOffPolicy.objects.filter(is_active=True)
+        .exclude(pk=policy.pk)
+        .values_list("version", flat=True)
+    )
+    SignOffPolicy.objects.filter(is_active=True).exclude(pk=policy.pk).update(is_active=False)
+    policy.is_active = True
+    policy.save(update_fields=["is_active"])
+    record(
+        actor=actor,
+        action=Action.POLICY_ACTIVATE,
+        project=None,
+        target=policy,
+        before={"active": previous},
+        after={"active": [policy.version]},
+    )
+    return policy
+
+
+# --- Authenticator devices ------------------------------------------------------------------
+
+
+@transaction.atomic
+def otp_device_save(*, actor: User, device: TOTPDevice) -> TOTPDevice:
+    """Enrol or change a user's authenticator (TOTP) device; signing then needs its code."""
+    if not actor.is_active or not actor.has_perm("otp_totp.change_totpdevice"):
+        raise PermissionDenied("You are not allowed to manage authenticator devices.")
+    created = device.pk is None
+    device.full_clean()
+    device.save()
+    record(
+        actor=actor,
+        action=Action.OTP_DEVICE_SAVE,
+        project=None,
+        target=device.user,
+        after={
+            "device": device.pk,
+            "name": device.name,
+            "confirmed": device.confirmed,
+            "created": created,
+        },
+    )
+    return device
+
+
+@transaction.atomic
+def otp_device_delete(*, actor: User, device: TOTPDevice) -> None:
+    """Remove a user's authenticator device (the secret key is never recorded)."""
+    if not actor.is_active or not actor.has_perm("otp_totp.delete_totpdevice"):
+        raise PermissionDenied("You are not allowed to remove authenticator devices.")
+    user, values = device.user, {"device": device.pk, "name": device.name}
+    device.delete()
+    record(actor=actor, action=Action.OTP_DEVICE_DELETE, project=None, target=user, before=values)

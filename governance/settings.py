@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "governance",
     "lifecycle",
     "audits",
@@ -45,6 +47,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -155,6 +158,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": AUDIT_CHECKPOINT_INTERVAL,
     },
 }
+# Signing: repeated failed re-authentication locks the account out of signing for a while.
+SIGNING_LOCKOUT_THRESHOLD = env_int("SIGNING_LOCKOUT_THRESHOLD", 5, minimum=1)
+SIGNING_LOCKOUT_WINDOW = env_int("SIGNING_LOCKOUT_WINDOW", 900, minimum=60)
+SIGNING_LOCKOUT_COOLOFF = env_int("SIGNING_LOCKOUT_COOLOFF", 900, minimum=60)
+
 # How many reverse proxies of ours add to X-Forwarded-For (0: use REMOTE_ADDR only).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 

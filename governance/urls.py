@@ -10,6 +10,16 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path(
+        "projects/<slug:slug>/gates/<str:phase>/submit/",
+        lifecycle_views.gate_submit_view,
+        name="gate-submit",
+    ),
+    path(
+        "projects/<slug:slug>/gates/<str:phase>/sign/",
+        lifecycle_views.gate_sign_view,
+        name="gate-sign",
+    ),
+    path(
         "evidence/<int:pk>/download/",
         lifecycle_views.evidence_download,
         name="evidence-download",

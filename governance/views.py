@@ -6,8 +6,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from governance import signoffs
 from governance.models import Project
+from governance.permissions import has_project_perm
+from governance.roles import Role
 from governance.selectors import memberships_of_project, project_get_for_user, projects_for_user
+from lifecycle.forms import SignForm
 from lifecycle.selectors import gates_for_project
 
 
@@ -28,8 +32,16 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     items_by_gate: dict[int, list] = {}
     for item in items:
         items_by_gate.setdefault(item.gate_id, []).append(item)
+    may_submit = has_project_perm(request.user, "submit_gate", project)
     for gate in gates:
+        gate.project = project
         gate.checklist = items_by_gate.get(gate.pk, [])
+        gate.conditions = signoffs.gate_conditions(gate) if gate.state != "locked" else None
+        gate.can_submit = may_submit and gate.state in ("open", "changes_requested")
+        roles = (
+            signoffs.roles_that_may_sign(request.user, gate) if gate.state == "in_review" else []
+        )
+        gate.sign_form = SignForm(roles=[(r, Role(r).label) for r in roles]) if roles else None
     return render(
         request,
         "governance/project_detail.html",

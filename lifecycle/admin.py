@@ -4,7 +4,12 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance.admin_base import ServiceForm, ServiceModelAdmin, action_with_text
+from governance.admin_base import (
+    ServiceForm,
+    ServiceModelAdmin,
+    UniqueInlineFormSet,
+    action_with_text,
+)
 from governance.models import User
 from lifecycle import services
 from lifecycle.models import (
@@ -218,8 +223,10 @@ class GateAdmin(ServiceModelAdmin):
         "decided_at",
         "decided_by",
         "decision_note",
+        "reopened_at",
+        "reopened_reason",
     ]
-    actions = ["submit", "approve", "request_changes", "start_review_cycle"]
+    actions = ["submit", "start_review_cycle"]
     action_argument = "gate"
 
     def has_add_permission(self, request) -> bool:
@@ -231,21 +238,6 @@ class GateAdmin(ServiceModelAdmin):
     @admin.action(description="Submit selected gates for review")
     def submit(self, request, queryset):
         self.run_action(request, queryset, services.gate_submit, "Submitted")
-
-    @admin.action(description="Approve selected gates")
-    def approve(self, request, queryset):
-        self.run_action(request, queryset, services.gate_approve, "Approved")
-
-    @admin.action(description="Request changes on selected gates (asks for a reason)")
-    def request_changes(self, request, queryset):
-        def apply(reason: str) -> None:
-            self.run_action(
-                request, queryset, services.gate_request_changes, "Sent back", reason=reason
-            )
-
-        return action_with_text(
-            self, request, queryset, title="Request changes", label="What must change", apply=apply
-        )
 
     @admin.action(description="Start the next periodic review (monitoring gate)")
     def start_review_cycle(self, request, queryset):
@@ -301,8 +293,13 @@ class DatasetVersionAdmin(VersionAdmin):
     list_display = ["label", "project", "purpose", "row_count", "sha256", "created_at"]
 
 
+class TemplateItemFormSet(UniqueInlineFormSet):
+    unique_fields = ("key",)
+
+
 class TemplateItemInline(admin.StackedInline):
     model = TemplateItem
+    formset = TemplateItemFormSet
     extra = 0
     fields = [
         "phase",

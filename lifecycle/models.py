@@ -106,6 +106,10 @@ class Gate(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     decision_note = models.TextField(blank=True)
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopened_reason = models.TextField(
+        blank=True, help_text="Set when signed content changed and the gate went back to review."
+    )
 
     class Meta:
         ordering = ["project", "position"]

@@ -6,6 +6,7 @@ transaction. A wrong actor gets PermissionDenied, an illegal change or bad input
 ValidationError that says what is wrong; neither changes anything.
 """
 
+import datetime
 import hashlib
 import os
 
@@ -16,8 +17,9 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audits.models import Action
+from audits.models import Action, AuditEvent
 from audits.services import changed, record, snapshot
+from governance import signoffs
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_project_perm
 from lifecycle.models import (
@@ -32,6 +34,7 @@ from lifecycle.models import (
 )
 from lifecycle.permissions import can_edit_item
 from lifecycle.phases import Phase
+from lifecycle.progress import refresh_current_phase
 from lifecycle.selectors import blocking_items
 
 Status = ChecklistItem.Status
@@ -139,16 +142,48 @@ def checklist_item_update(
     item.updated_by = actor
     item.save(update_fields=["status", "justification", "updated_by", "updated_at"])
     before, after = changed(before, snapshot(item, ("status", "justification")))
-    record(
-        actor=actor,
+    _record_gate_content_change(
+        actor,
+        item.gate,
         action=Action.ITEM_UPDATE,
-        project=item.project,
         target=item,
         target_text=item.title,
         before=before,
         after=after,
+        cause=f"“{item.title}” changed to {item.get_status_display().lower()}",
     )
     return item
+
+
+def _record_gate_content_change(
+    actor: User,
+    gate: Gate,
+    *,
+    action: str,
+    target: object,
+    cause: str,
+    target_text: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+) -> None:
+    """Audit a change to what the gate's signatures cover, and invalidate the signatures it
+    broke (reopening the gate if it was approved), all in the caller's transaction."""
+    gate = Gate.objects.select_related(
+        "project__checklist_template", "project__signoff_policy"
+    ).get(pk=gate.pk)
+    stale = signoffs.stale_signatures(gate)
+    event = record(
+        actor=actor,
+        action=action,
+        project=gate.project,
+        target=target,
+        target_text=target_text,
+        before=before,
+        after={**(after or {}), **signoffs.invalidation_summary(stale, gate)},
+        reason=reason,
+    )
+    signoffs.invalidate(gate=gate, stale=stale, event=event, actor=actor, cause=cause)
 
 
 @transaction.atomic
@@ -243,12 +278,13 @@ def _record_evidence_added(actor: User, item: ChecklistItem, evidence: Evidence)
         Evidence.Kind.LINK: ("kind", "title", "url"),
         Evidence.Kind.NOTE: ("kind", "title", "note"),
     }[evidence.kind]
-    record(
-        actor=actor,
+    _record_gate_content_change(
+        actor,
+        item.gate,
         action=Action.EVIDENCE_ADD,
-        project=item.project,
         target=evidence,
         after={"item": item.key, **snapshot(evidence, fields)},
+        cause=f"evidence “{evidence}” was attached to “{item.title}”",
     )
 
 
@@ -312,14 +348,15 @@ def evidence_withdraw(*, actor: User, evidence: Evidence, reason: str) -> Eviden
     evidence.withdrawn_by = actor
     evidence.withdrawal_reason = reason.strip()
     evidence.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_reason"])
-    record(
-        actor=actor,
+    _record_gate_content_change(
+        actor,
+        item.gate,
         action=Action.EVIDENCE_WITHDRAW,
-        project=item.project,
         target=evidence,
         before={"withdrawn": False},
         after={"withdrawn": True, "item": item.key},
         reason=evidence.withdrawal_reason,
+        cause=f"evidence “{evidence}” was withdrawn from “{item.title}”",
     )
     return evidence
 
@@ -395,61 +432,24 @@ def gate_submit(*, actor: User, gate: Gate, note: str = "") -> Gate:
     gate.submitted_at = timezone.now()
     gate.decision_note = note.strip()
     gate.save(update_fields=["state", "review_round", "submitted_at", "decision_note"])
-    _record_gate(actor, Action.GATE_SUBMIT, gate, before, reason=gate.decision_note)
-    return gate
-
-
-@transaction.atomic
-def gate_approve(*, actor: User, gate: Gate, note: str = "") -> Gate:
-    """Approve a gate in review and open the next phase.
-
-    The committee chair decides directly until electronic sign-offs take over the decision.
-    """
-    gate = _lock_gate(gate)
-    require_project_perm(actor, "decide_gate", gate.project)
-    _require_state(gate, (Gate.State.IN_REVIEW,), "approved")
-    _require_settled(gate, "approved")
-    before = snapshot(gate, GATE_FIELDS)
-    now = timezone.now()
-    gate.state = Gate.State.APPROVED
-    gate.decided_at = now
-    gate.decided_by = actor
-    gate.decision_note = note.strip()
-    gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
-    following = Phase(gate.phase).next
-    opened = 0
-    if following is not None:
-        opened = Gate.objects.filter(
-            project=gate.project, phase=following, state=Gate.State.LOCKED
-        ).update(state=Gate.State.OPEN, opened_at=now)
-    _refresh_current_phase(gate.project)
-    _record_gate(
-        actor,
-        Action.GATE_APPROVE,
-        gate,
-        before,
-        reason=gate.decision_note,
-        extra={"opened_phase": following.value} if opened else None,
+    event = _record_gate(actor, Action.GATE_SUBMIT, gate, before, reason=gate.decision_note)
+    signoffs.supersede(
+        gate, actor=actor, event=event, cause=f"review round {gate.review_round} started"
     )
     return gate
 
 
-@transaction.atomic
-def gate_request_changes(*, actor: User, gate: Gate, reason: str) -> Gate:
-    """Send a gate in review back to the team with the reason."""
-    gate = _lock_gate(gate)
-    require_project_perm(actor, "decide_gate", gate.project)
-    _require_state(gate, (Gate.State.IN_REVIEW,), "sent back")
-    if not reason.strip():
-        raise ValidationError({"reason": "Say what has to change: a reason is required."})
-    before = snapshot(gate, GATE_FIELDS)
-    gate.state = Gate.State.CHANGES_REQUESTED
-    gate.decided_at = timezone.now()
-    gate.decided_by = actor
-    gate.decision_note = reason.strip()
-    gate.save(update_fields=["state", "decided_at", "decided_by", "decision_note"])
-    _record_gate(actor, Action.GATE_REQUEST_CHANGES, gate, before, reason=gate.decision_note)
-    return gate
+def open_next_phase(gate: Gate, now: datetime.datetime) -> str | None:
+    """After `gate` is approved: open the next phase's gate (if still locked) and move the
+    project's current phase. Returns the phase opened, if any."""
+    following = Phase(gate.phase).next
+    opened = 0
+    if following is not None:
+        opened = Gate.objects.filter(
+            project=gate.project_id, phase=following, state=Gate.State.LOCKED
+        ).update(state=Gate.State.OPEN, opened_at=now)
+    refresh_current_phase(gate.project)
+    return following.value if opened else None
 
 
 @transaction.atomic
@@ -460,7 +460,7 @@ def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
     earlier evidence still attached.
     """
     gate = _lock_gate(gate)
-    require_project_perm(actor, "decide_gate", gate.project)
+    require_project_perm(actor, "start_review", gate.project)
     if gate.phase != Phase.MONITORING:
         raise ValidationError("Only the monitoring gate recurs for periodic reviews.")
     _require_state(gate, (Gate.State.APPROVED,), "reopened for a periodic review")
@@ -472,13 +472,20 @@ def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
     reopened = gate.items.filter(status=Status.DONE)
     reopened_keys = list(reopened.values_list("key", flat=True))
     reopened.update(status=Status.IN_PROGRESS, updated_by=actor, updated_at=timezone.now())
-    _refresh_current_phase(gate.project)
-    _record_gate(
+    refresh_current_phase(gate.project)
+    event = _record_gate(
         actor,
         Action.GATE_START_REVIEW_CYCLE,
         gate,
         before,
         extra={"items_back_in_progress": reopened_keys},
+    )
+    signoffs.supersede(
+        gate,
+        actor=actor,
+        event=event,
+        cause=f"periodic review {gate.cycle} started",
+        all_rounds=True,
     )
     return gate
 
@@ -494,8 +501,8 @@ def _record_gate(
     *,
     reason: str = "",
     extra: dict | None = None,
-) -> None:
-    record(
+) -> AuditEvent:
+    return record(
         actor=actor,
         action=action,
         project=gate.project,
@@ -504,19 +511,6 @@ def _record_gate(
         before=before,
         after={**snapshot(gate, GATE_FIELDS), **(extra or {})},
         reason=reason,
-    )
-
-
-def _refresh_current_phase(project: Project) -> None:
-    first_open = (
-        Gate.objects.filter(project=project)
-        .exclude(state=Gate.State.APPROVED)
-        .order_by("position")
-        .values_list("phase", flat=True)
-        .first()
-    )
-    Project.objects.filter(pk=project.pk).update(
-        current_phase=first_open or Phase.MONITORING, updated_at=timezone.now()
     )
 
 

@@ -49,9 +49,22 @@ def _require(condition: bool, what: str) -> None:
 
 
 @pytest.fixture
-def live_db(transactional_db, django_db_serialized_rollback) -> None:
-    """Committed transactions (for worker processes and threads), with the migrations' data
-    (the default checklist template, the global audit chain) restored for every test."""
+def live_db(transactional_db) -> None:
+    """Committed transactions (for worker processes and threads). The flush after each such
+    test empties every table, so the data the migrations seed is put back first."""
+    import importlib
+
+    from django.apps import apps
+
+    for module, function in SEED_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
+SEED_MIGRATIONS = [
+    ("lifecycle.migrations.0002_checklist_template_v1", "load"),
+    ("governance.migrations.0004_signoff_policy_v1", "seed"),
+    ("audits.migrations.0002_append_only", "create_global_chain"),
+]
 
 
 @pytest.fixture

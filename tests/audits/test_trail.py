@@ -14,6 +14,7 @@ from audits.selectors import audit_timeline
 from audits.services import audit_export
 from governance.roles import Role
 from lifecycle import services
+from tests.factories import sign
 
 pytestmark = pytest.mark.django_db
 
@@ -75,17 +76,20 @@ def test_each_project_has_its_own_chain_starting_at_genesis(team):
 
 
 def test_before_and_after_values_and_reason_are_recorded(team):
-    chair = team[Role.COMMITTEE_CHAIR]
     for item in team.project.checklist_items.filter(phase="planning"):
         services.checklist_item_update(
             actor=team.creator, item=item, status="not_applicable", justification="Pilot only."
         )
     gate = services.gate_submit(actor=team.creator, gate=team.project.gates.first())
-    services.gate_request_changes(actor=chair, gate=gate, reason="Justify each item properly.")
-    event = AuditEvent.objects.filter(action="gate.request_changes").get()
-    assert event.before == {"state": "in_review", "review_round": 1, "cycle": 1}
-    assert event.after == {"state": "changes_requested", "review_round": 1, "cycle": 1}
+    sign(team, gate, Role.COMMITTEE_CHAIR, "reject", "Justify each item properly.")
+    event = AuditEvent.objects.filter(action="signature.create").get()
+    assert event.before == {"gate_state": "in_review"}
+    assert event.after["gate_state"] == "changes_requested"
+    assert (event.after["role"], event.after["meaning"]) == ("committee_chair", "reject")
     assert event.reason == "Justify each item properly."
+    submit = AuditEvent.objects.filter(action="gate.submit").get()
+    assert submit.before == {"state": "open", "review_round": 0, "cycle": 1}
+    assert submit.after == {"state": "in_review", "review_round": 1, "cycle": 1}
     item_event = AuditEvent.objects.filter(action="checklist_item.update").first()
     assert item_event.before == {"status": "not_started", "justification": ""}
     assert item_event.after == {"status": "not_applicable", "justification": "Pilot only."}

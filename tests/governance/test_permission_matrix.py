@@ -15,12 +15,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 import governance.services
 import lifecycle.services
 from audits.models import AuditEvent
-from governance.models import Membership, Project
+from governance.models import Membership, Project, Signature
 from governance.roles import Role
 from lifecycle import services
 from lifecycle.models import ChecklistItem, Comment, DatasetVersion, Evidence, Gate, ModelVersion
 from lifecycle.phases import Phase
-from tests.factories import UserFactory, make_team
+from tests.factories import PASSWORD, UserFactory, approve, make_team
 
 pytestmark = pytest.mark.django_db
 
@@ -49,8 +49,7 @@ POLICY: dict[str, set] = {
     "evidence_record_download": set(Role),
     "comment_add": set(Role) - {R.AUDITOR},
     "gate_submit": {R.PROJECT_LEAD},
-    "gate_approve": {R.COMMITTEE_CHAIR},
-    "gate_request_changes": {R.COMMITTEE_CHAIR},
+    "signoff_create": set(Role) - {R.AUDITOR},
     "gate_start_review_cycle": {R.COMMITTEE_CHAIR},
     "model_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
     "dataset_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
@@ -65,6 +64,12 @@ GLOBAL_SERVICES = {
     "user_create",
     "user_update",
     "user_set_password",
+    "signoff_policy_create_version",
+    "signoff_policy_activate",
+    "signoff_requirement_save",
+    "signoff_requirement_delete",
+    "otp_device_save",
+    "otp_device_delete",
 }
 # Internal steps run inside another service's transaction, never called on their own.
 INTERNAL = {"checklist_instantiate"}
@@ -94,11 +99,11 @@ def _approved_monitoring(team) -> Gate:
     for phase in Phase:
         _settle(team, phase)
         services.gate_submit(actor=team.creator, gate=_gate(team, phase))
-        services.gate_approve(actor=team[R.COMMITTEE_CHAIR], gate=_gate(team, phase))
+        approve(team, _gate(team, phase))
     return _gate(team, Phase.MONITORING)
 
 
-def _arguments(service: str, team, owner_role) -> dict:
+def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
     """Valid arguments for `service` on `team`'s project (state prepared by the lead)."""
     project = team.project
     item = _item(team, owner_role)
@@ -130,10 +135,13 @@ def _arguments(service: str, team, owner_role) -> dict:
     if service == "gate_submit":
         _settle(team, Phase.PLANNING)
         return {"gate": _gate(team)}
-    if service == "gate_approve":
-        return {"gate": _in_review(team)}
-    if service == "gate_request_changes":
-        return {"gate": _in_review(team), "reason": "Add the DPIA."}
+    if service == "signoff_create":
+        return {
+            "gate": _in_review(team),
+            "role": actor_role if actor_role in Role.values else R.COMMITTEE_MEMBER,
+            "meaning": "review",
+            "password": PASSWORD,
+        }
     if service == "gate_start_review_cycle":
         return {"gate": _approved_monitoring(team)}
     if service == "model_version_create":
@@ -164,6 +172,7 @@ def _snapshot(project: Project) -> tuple:
         sorted(project.checklist_items.values_list("id", "status", "assignee", "justification")),
         sorted(Evidence.objects.values_list("id", "withdrawn_at")),
         Comment.objects.count(),
+        Signature.objects.count(),
         sorted(project.gates.values_list("phase", "state", "review_round", "cycle")),
         ModelVersion.objects.count(),
         DatasetVersion.objects.count(),
@@ -180,7 +189,7 @@ def test_permission_matrix(service, actor):
     # its own in the matrix and not the lead's.
     owner_role = R.PRIVACY_OFFICER
     team = make_team()
-    kwargs = _arguments(service, team, owner_role)
+    kwargs = _arguments(service, team, owner_role, actor)
     user = team.outsider if actor == "outsider" else team[actor]
     allowed = actor != "outsider" and (
         actor in POLICY[service] or (OWNER in POLICY[service] and actor == owner_role)

@@ -3,30 +3,19 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from governance import services as governance_services
 from governance.models import Project
 from governance.roles import Role
 from lifecycle import services
 from lifecycle.models import Gate, ItemStatus
 from lifecycle.phases import Phase
+from tests.factories import PASSWORD, pass_gate, settle, sign
 
 pytestmark = pytest.mark.django_db
 
 
-def settle(team, phase: Phase) -> None:
-    for item in team.project.checklist_items.filter(phase=phase):
-        if item.evidence_required:
-            services.evidence_add_note(actor=team.creator, item=item, note="Evidence.")
-        services.checklist_item_update(actor=team.creator, item=item, status=ItemStatus.DONE)
-
-
 def gate(team, phase: Phase) -> Gate:
     return team.project.gates.get(phase=phase)
-
-
-def pass_gate(team, phase: Phase) -> None:
-    settle(team, phase)
-    services.gate_submit(actor=team.creator, gate=gate(team, phase))
-    services.gate_approve(actor=team[Role.COMMITTEE_CHAIR], gate=gate(team, phase))
 
 
 def test_submission_lists_the_items_that_block_it(team):
@@ -73,45 +62,34 @@ def test_a_locked_gate_cannot_be_submitted(team):
         services.gate_submit(actor=team.creator, gate=gate(team, Phase.DATA))
 
 
-def test_changes_requested_needs_a_reason_and_resubmission_starts_a_new_round(team):
+def test_a_rejection_needs_a_reason_and_resubmission_starts_a_new_round(team):
     settle(team, Phase.PLANNING)
     planning = services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
-    chair = team[Role.COMMITTEE_CHAIR]
     with pytest.raises(ValidationError) as caught:
-        services.gate_request_changes(actor=chair, gate=planning, reason="")
+        governance_services.signoff_create(
+            actor=team[Role.COMMITTEE_CHAIR],
+            gate=planning,
+            role=Role.COMMITTEE_CHAIR,
+            meaning="reject",
+            password=PASSWORD,
+        )
     assert "reason" in caught.value.message_dict
-    sent_back = services.gate_request_changes(
-        actor=chair, gate=planning, reason="Add the bias mitigation plan."
-    )
+    sign(team, planning, Role.COMMITTEE_CHAIR, "reject", "Add the bias mitigation plan.")
+    sent_back = gate(team, Phase.PLANNING)
     assert (sent_back.state, sent_back.decision_note) == (
         "changes_requested",
         "Add the bias mitigation plan.",
     )
-    with pytest.raises(ValidationError, match="cannot be approved"):
-        services.gate_approve(actor=chair, gate=planning)
-    again = services.gate_submit(actor=team.creator, gate=planning)
+    again = services.gate_submit(actor=team.creator, gate=sent_back)
     assert (again.state, again.review_round) == ("in_review", 2)
 
 
-def test_approval_rechecks_items_reopened_during_review(team):
-    settle(team, Phase.PLANNING)
-    planning = services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
-    item = team.project.checklist_items.filter(phase=Phase.PLANNING).first()
-    services.checklist_item_update(actor=team.creator, item=item, status=ItemStatus.IN_PROGRESS)
-    with pytest.raises(ValidationError, match="1 required item"):
-        services.gate_approve(actor=team[Role.COMMITTEE_CHAIR], gate=planning)
-
-
-def test_only_the_project_lead_submits_and_only_the_chair_decides(team):
+def test_only_the_project_lead_submits(team):
     settle(team, Phase.PLANNING)
     planning = gate(team, Phase.PLANNING)
     with pytest.raises(PermissionDenied):
         services.gate_submit(actor=team[Role.CLINICAL_LEAD], gate=planning)
     services.gate_submit(actor=team.creator, gate=planning)
-    with pytest.raises(PermissionDenied):
-        services.gate_approve(actor=team.creator, gate=planning)
-    with pytest.raises(PermissionDenied):
-        services.gate_approve(actor=team[Role.COMMITTEE_MEMBER], gate=planning)
     assert gate(team, Phase.PLANNING).state == "in_review"
 
 

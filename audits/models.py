@@ -58,6 +58,13 @@ class Action(models.TextChoices):
     POLICY_ACTIVATE = "signoff_policy.activate", "Sign-off policy activated"
     POLICY_REQUIREMENT_SAVE = "signoff_requirement.save", "Sign-off requirement saved"
     POLICY_REQUIREMENT_DELETE = "signoff_requirement.delete", "Sign-off requirement removed"
+    EVALUATION_START = "evaluation_run.start", "Evaluation uploaded"
+    EVALUATION_SUCCEED = "evaluation_run.succeed", "Evaluation results attached"
+    EVALUATION_FAIL = "evaluation_run.fail", "Evaluation failed"
+    EVALUATION_REQUEUE = "evaluation_run.requeue", "Stuck evaluation queued again"
+    CRITERION_CREATE = "gate_criterion.create", "Gate criterion added"
+    CRITERION_UPDATE = "gate_criterion.update", "Gate criterion changed"
+    CRITERION_DELETE = "gate_criterion.delete", "Gate criterion removed"
     AUDIT_EXPORT = "audit.export", "Audit trail exported"
 
 

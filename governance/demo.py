@@ -10,13 +10,14 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from governance import demo_records, signoffs
 from governance import services as governance_services
-from governance import signoffs
 from governance.models import Project, RiskTier, SignatureMeaning, TaskCategory, User
 from governance.roles import Role
 from lifecycle import services
 from lifecycle.models import Adaptation, DatasetPurpose, Gate, ItemStatus
 from lifecycle.phases import Phase
+from lifecycle.tasks import run_evaluation
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - documented demo credential
 
@@ -34,6 +35,17 @@ DEMO_USERS = [
 ]
 OUTSIDER = ("outsider", "Olivia", "Park")
 
+CLASSIFICATION = [
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "ece",
+    "confusion_matrix",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+]
+
 PROJECTS = [
     {
         "slug": "ambient-scribe",
@@ -47,6 +59,28 @@ PROJECTS = [
         "task_category": TaskCategory.CLINICAL_DOCUMENTATION,
         "risk_tier": RiskTier.MEDIUM,
         "approved_through": Phase.DEVELOPMENT,
+        "evaluations": {
+            Phase.DEVELOPMENT: {
+                "model": "scribe-v1.0",
+                "dataset": "visits-2026q1-test",
+                "records": lambda: demo_records.documentation_drafts(
+                    seed=11, n=300, error_rate=0.06
+                ),
+                "metrics": [
+                    "wer",
+                    "latency_p50_ms",
+                    "latency_p95_ms",
+                    "flesch_kincaid_grade",
+                    "hallucination_rate",
+                    "redundancy_rate",
+                ],
+                "criteria": [
+                    ("hallucination_rate", "value", "<=", 0.05),
+                    ("latency_p95_ms", "value", "<=", 4000),
+                    ("wer", "ci_high", "<=", 0.15),
+                ],
+            },
+        },
         "models": [("scribe-v1.0", "Llama 3.1 70B Instruct", Adaptation.LORA)],
         "datasets": [
             ("visits-2025q4-train", DatasetPurpose.TRAINING, 18_400),
@@ -65,6 +99,31 @@ PROJECTS = [
         "risk_tier": RiskTier.HIGH,
         "approved_through": Phase.DATA,
         "submit": Phase.DEVELOPMENT,
+        "evaluations": {
+            Phase.DEVELOPMENT: {
+                "model": "triage-v1.0",
+                "dataset": "ed-notes-2025-validation",
+                "records": lambda: demo_records.binary_classifier(
+                    seed=21, n=1200, prevalence=0.18, separation=1.45
+                ),
+                "metrics": [
+                    "accuracy",
+                    "recall",
+                    "specificity",
+                    "auroc",
+                    "ece",
+                    "brier_score",
+                    "demographic_parity_difference",
+                    "equalized_odds_difference",
+                ],
+                # Recall misses the committee's bar: the gate cannot be approved yet.
+                "criteria": [
+                    ("auroc", "value", ">=", 0.85),
+                    ("recall", "ci_low", ">=", 0.90),
+                    ("equalized_odds_difference(sex)", "value", "<=", 0.10),
+                ],
+            },
+        },
         "models": [
             ("triage-v0.9", "GPT-4o (hosted, BAA)", Adaptation.PROMPT_ENGINEERING),
             ("triage-v1.0", "GPT-4o (hosted, BAA)", Adaptation.RAG),
@@ -113,6 +172,33 @@ PROJECTS = [
         "risk_tier": RiskTier.HIGH,
         "approved_through": Phase.MONITORING,
         "review_cycle": True,
+        "evaluations": {
+            Phase.DEVELOPMENT: {
+                "model": "sepsis-v3.2",
+                "dataset": "sepsis-2023-train",
+                "records": lambda: demo_records.binary_classifier(
+                    seed=31, n=1500, prevalence=0.12, separation=1.7
+                ),
+                "metrics": CLASSIFICATION,
+                "criteria": [
+                    ("auroc", "value", ">=", 0.85),
+                    ("demographic_parity_difference(sex)", "value", "<=", 0.10),
+                ],
+            },
+            # This periodic review finds drift: women are flagged more often than men.
+            "monitoring-review": {
+                "model": "sepsis-v3.2",
+                "dataset": "sepsis-2026-monitoring",
+                "records": lambda: demo_records.binary_classifier(
+                    seed=32, n=1500, prevalence=0.12, separation=1.5, group_shift=0.6
+                ),
+                "metrics": CLASSIFICATION,
+                "criteria": [
+                    ("auroc", "value", ">=", 0.80),
+                    ("demographic_parity_difference(sex)", "value", "<=", 0.10),
+                ],
+            },
+        },
         "models": [("sepsis-v3.2", "Meditron 70B", Adaptation.LORA)],
         "datasets": [
             ("sepsis-2023-train", DatasetPurpose.TRAINING, 120_000),
@@ -205,10 +291,12 @@ def _project(spec: dict, users: dict[str, User]) -> None:
         if through is None or phase.number > Phase(through).number:
             break
         _settle_phase(project, phase, users)
+        _evaluate(project, spec.get("evaluations", {}).get(phase), phase, users)
         services.gate_submit(actor=lead, gate=gates[phase], note="All items settled.")
         _approve(gates[phase], users)
     if spec.get("submit"):
         _settle_phase(project, spec["submit"], users)
+        _evaluate(project, spec.get("evaluations", {}).get(spec["submit"]), spec["submit"], users)
         services.gate_submit(actor=lead, gate=gates[spec["submit"]])
     if spec.get("changes_requested"):
         phase = spec["changes_requested"]
@@ -225,7 +313,39 @@ def _project(spec: dict, users: dict[str, User]) -> None:
         )
     if spec.get("review_cycle"):
         services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
+        review = spec["evaluations"]["monitoring-review"]
+        _evaluate(project, review, Phase.MONITORING, users)
     _work_in_progress(project, users)
+
+
+def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str, User]) -> None:
+    """The chair sets the gate's criteria, the data steward uploads records, the job scores
+    them (in-process here, whatever the broker: the demo needs the results right away)."""
+    if plan is None:
+        return
+    gate = project.gates.get(phase=phase)
+    for target, bound, comparator, threshold in plan["criteria"]:
+        metric, _, attribute = target.partition("(")
+        services.gate_criterion_create(
+            actor=users["chair"],
+            gate=gate,
+            metric=metric,
+            group_attribute=attribute.rstrip(")"),
+            bound=bound,
+            comparator=comparator,
+            threshold=threshold,
+            required=True,
+        )
+    run = services.evaluation_run_start(
+        actor=users["steward"],
+        gate=gate,
+        model_version=project.model_versions.get(label=plan["model"]),
+        dataset_version=project.dataset_versions.get(label=plan["dataset"]),
+        upload=ContentFile(plan["records"](), name=f"{project.slug}-{phase.value}.jsonl"),
+        metrics=plan["metrics"],
+        resamples=500,
+    )
+    run_evaluation.apply(args=[run.pk])
 
 
 def _approve(gate: Gate, users: dict[str, User]) -> None:

@@ -49,6 +49,8 @@ def _permission_label(codename: str) -> str:
         "submit_gate": "submit gates for review",
         "start_review": "start periodic reviews",
         "manage_versions": "register model and dataset versions",
+        "upload_evaluation": "upload evaluation records",
+        "set_criteria": "set gate criteria",
         "view_audit": "read the audit trail",
         "export_report": "export reports",
     }

@@ -30,6 +30,8 @@ COMMENT = "comment"
 SUBMIT_GATE = "submit_gate"
 START_REVIEW = "start_review"
 MANAGE_VERSIONS = "manage_versions"
+UPLOAD_EVALUATION = "upload_evaluation"
+SET_CRITERIA = "set_criteria"
 VIEW_AUDIT = "view_audit"
 EXPORT_REPORT = "export_report"
 
@@ -37,14 +39,17 @@ _CONTRIBUTOR = {VIEW, EDIT_CHECKLIST, ADD_EVIDENCE, COMMENT}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PROJECT_LEAD: frozenset(
-        _CONTRIBUTOR | {CHANGE, MANAGE_MEMBERS, SUBMIT_GATE, MANAGE_VERSIONS, VIEW_AUDIT}
+        _CONTRIBUTOR
+        | {CHANGE, MANAGE_MEMBERS, SUBMIT_GATE, MANAGE_VERSIONS, UPLOAD_EVALUATION, VIEW_AUDIT}
     ),
     Role.CLINICAL_LEAD: frozenset(_CONTRIBUTOR),
-    Role.DATA_STEWARD: frozenset(_CONTRIBUTOR | {MANAGE_VERSIONS}),
+    Role.DATA_STEWARD: frozenset(_CONTRIBUTOR | {MANAGE_VERSIONS, UPLOAD_EVALUATION}),
     Role.PRIVACY_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT}),
-    Role.CLINICAL_SAFETY_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT}),
+    Role.CLINICAL_SAFETY_OFFICER: frozenset(_CONTRIBUTOR | {SET_CRITERIA, VIEW_AUDIT}),
     Role.COMPLIANCE_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT, EXPORT_REPORT}),
-    Role.COMMITTEE_CHAIR: frozenset({VIEW, COMMENT, START_REVIEW, VIEW_AUDIT, EXPORT_REPORT}),
+    Role.COMMITTEE_CHAIR: frozenset(
+        {VIEW, COMMENT, START_REVIEW, SET_CRITERIA, VIEW_AUDIT, EXPORT_REPORT}
+    ),
     Role.COMMITTEE_MEMBER: frozenset({VIEW, COMMENT}),
     Role.AUDITOR: frozenset({VIEW, VIEW_AUDIT, EXPORT_REPORT}),
 }
@@ -57,6 +62,8 @@ PROJECT_PERMISSIONS = [
     (SUBMIT_GATE, "Submit a phase gate for review"),
     (START_REVIEW, "Start the periodic review of the monitoring gate"),
     (MANAGE_VERSIONS, "Register model and dataset versions"),
+    (UPLOAD_EVALUATION, "Upload evaluation records"),
+    (SET_CRITERIA, "Set the evaluation criteria of gates"),
     (VIEW_AUDIT, "Read the project's audit trail"),
     (EXPORT_REPORT, "Export compliance reports"),
 ]

@@ -34,6 +34,7 @@ from governance.models import (
 )
 from governance.permissions import require_project_perm, sync_member_permissions
 from governance.roles import Role
+from lifecycle import evaluations
 from lifecycle.models import Gate
 from lifecycle.phases import Phase
 from lifecycle.selectors import active_template, blocking_items
@@ -492,6 +493,16 @@ def _require_may_approve(actor: User, gate: Gate, role: str, held: set[str]) -> 
         raise ValidationError(
             f"The gate cannot be approved while {len(blocking)} required item(s) are neither "
             f"done nor justified as not applicable: {'; '.join(blocking)}."
+        )
+    failing = [
+        f"{v.criterion.expression} ({v.status}: {v.detail})"
+        for v in evaluations.criteria_verdicts(gate)
+        if v.criterion.required and not v.passed
+    ]
+    if failing:
+        raise ValidationError(
+            f"The gate cannot be approved while {len(failing)} required evaluation "
+            f"criterion/criteria do not pass: {'; '.join(failing)}."
         )
 
 

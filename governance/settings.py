@@ -143,7 +143,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1800, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60 if CELERY_TASK_TIME_LIMIT > 120 else None
 # The visibility timeout must outlast the longest task, or Redis redelivers running tasks.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int(
+        "CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1
+    )
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -152,10 +156,25 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 AUDIT_CHECKPOINT_DIR = Path(env_str("AUDIT_CHECKPOINT_DIR", str(BASE_DIR / "audit-checkpoints")))
 AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "checkpoints:" + SECRET_KEY)
 AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 3600, minimum=60)
+# Evaluations: upload limits, subgroup minimum, and how long a running job may go without a
+# heartbeat before the sweeper treats its worker as lost and queues the run again.
+EVALUATION_MAX_BYTES = env_int("EVALUATION_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
+EVALUATION_MAX_ROWS = env_int("EVALUATION_MAX_ROWS", 1_000_000, minimum=1)
+EVALUATION_MIN_GROUP_SIZE = env_int("EVALUATION_MIN_GROUP_SIZE", 30, minimum=1)
+EVALUATION_MIN_GROUP_POSITIVES = env_int("EVALUATION_MIN_GROUP_POSITIVES", 10, minimum=0)
+EVALUATION_MIN_GROUP_NEGATIVES = env_int("EVALUATION_MIN_GROUP_NEGATIVES", 10, minimum=0)
+EVALUATION_MAX_GROUP_VALUES = env_int("EVALUATION_MAX_GROUP_VALUES", 50, minimum=1)
+EVALUATION_STALE_AFTER = env_int("EVALUATION_STALE_AFTER", 300, minimum=1)
+EVALUATION_SWEEP_INTERVAL = env_int("EVALUATION_SWEEP_INTERVAL", 60, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoints": {
         "task": "audits.write_checkpoints",
         "schedule": AUDIT_CHECKPOINT_INTERVAL,
+    },
+    "evaluation-sweeper": {
+        "task": "lifecycle.sweep_evaluation_runs",
+        "schedule": EVALUATION_SWEEP_INTERVAL,
     },
 }
 # Signing: repeated failed re-authentication locks the account out of signing for a while.

@@ -24,6 +24,7 @@ from governance.models import (
     User,
 )
 from governance.roles import Role
+from lifecycle import evaluations
 from lifecycle.models import ChecklistItem, Evidence, Gate, GateState
 from lifecycle.progress import refresh_current_phase
 from lifecycle.selectors import blocking_items
@@ -81,6 +82,7 @@ def build_manifest(gate: Gate) -> dict[str, Any]:
         "checklist_template": project.checklist_template.version,
         "signoff_policy": project.signoff_policy.version,
         "required_roles": required_roles(gate),
+        "evaluation": evaluations.manifest_section(gate),
         "items": [
             {
                 "key": item.key,
@@ -131,7 +133,14 @@ class Verdict:
 
 def _describe_changes(signed: dict, current: dict) -> list[str]:
     changes = []
-    for key in ("project", "gate", "checklist_template", "signoff_policy", "required_roles"):
+    for key in (
+        "project",
+        "gate",
+        "checklist_template",
+        "signoff_policy",
+        "required_roles",
+        "evaluation",
+    ):
         if signed.get(key) != current.get(key):
             changes.append(
                 f"{key.replace('_', ' ')} is now {current.get(key)!r} (signed: {signed.get(key)!r})"
@@ -297,6 +306,7 @@ class GateConditions:
     approvals_by_role: dict[str, list[Signature]]
     missing_roles: list[str]
     blocking_items: list[ChecklistItem]
+    verdicts: list[evaluations.Verdict]
     separation_of_duties_met: bool
     signatures: list[Signature]
     invalidated: list[tuple[Signature, SignatureInvalidation]]
@@ -307,8 +317,17 @@ class GateConditions:
         return [(Role(r).label, r not in self.missing_roles) for r in self.required_roles]
 
     @property
+    def failing_criteria(self) -> list[evaluations.Verdict]:
+        return [v for v in self.verdicts if v.criterion.required and not v.passed]
+
+    @property
     def can_be_approved(self) -> bool:
-        return not self.missing_roles and not self.blocking_items and self.separation_of_duties_met
+        return (
+            not self.missing_roles
+            and not self.blocking_items
+            and not self.failing_criteria
+            and self.separation_of_duties_met
+        )
 
 
 def evidence_preparers(gate: Gate) -> set[int]:
@@ -339,6 +358,7 @@ def gate_conditions(gate: Gate) -> GateConditions:
         approvals_by_role=approvals,
         missing_roles=[role for role in required if role not in approvals],
         blocking_items=list(blocking_items(gate)),
+        verdicts=evaluations.criteria_verdicts(gate),
         # The people who prepared the evidence cannot be the only ones approving it.
         separation_of_duties_met=not approvers or bool(approvers - preparers),
         signatures=signatures,

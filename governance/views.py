@@ -37,6 +37,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         gate.project = project
         gate.checklist = items_by_gate.get(gate.pk, [])
         gate.conditions = signoffs.gate_conditions(gate) if gate.state != "locked" else None
+        gate.runs = list(
+            gate.evaluation_runs.select_related("model_version", "dataset_version")[:5]
+        )
         gate.can_submit = may_submit and gate.state in ("open", "changes_requested")
         roles = (
             signoffs.roles_that_may_sign(request.user, gate) if gate.state == "in_review" else []

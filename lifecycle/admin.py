@@ -11,14 +11,19 @@ from governance.admin_base import (
     action_with_text,
 )
 from governance.models import User
+from governance.permissions import has_project_perm
+from governance.selectors import projects_for_user
 from lifecycle import services
 from lifecycle.models import (
     ChecklistItem,
     ChecklistTemplate,
     Comment,
     DatasetVersion,
+    EvaluationResult,
+    EvaluationRun,
     Evidence,
     Gate,
+    GateCriterion,
     ModelVersion,
     TemplateItem,
 )
@@ -397,3 +402,197 @@ class ChecklistTemplateAdmin(admin.ModelAdmin):
 
 def _message(exc: Exception) -> str:
     return "; ".join(getattr(exc, "messages", [str(exc)]))
+
+
+class EvaluationRunForm(ServiceForm):
+    upload = forms.FileField(label="Records file (.jsonl or .csv)")
+    metrics_text = forms.CharField(
+        label="Metrics",
+        required=False,
+        help_text="Comma-separated metric keys; empty uses the task category's preset.",
+    )
+
+    class Meta:
+        model = EvaluationRun
+        fields = ["gate", "model_version", "dataset_version", "task", "seed", "resamples"]
+
+    def save_via_service(self) -> EvaluationRun:
+        data = self.cleaned_data
+        metrics = [m.strip() for m in data.get("metrics_text", "").split(",") if m.strip()]
+        return services.evaluation_run_start(
+            actor=self.actor,
+            gate=data["gate"],
+            model_version=data["model_version"],
+            dataset_version=data["dataset_version"],
+            upload=data["upload"],
+            task=data.get("task") or "",
+            metrics=metrics,
+            seed=data["seed"],
+            resamples=data["resamples"],
+        )
+
+
+class EvaluationResultInline(admin.TabularInline):
+    model = EvaluationResult
+    extra = 0
+    fields = [
+        "metric",
+        "scope",
+        "group_attribute",
+        "group_value",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+        "reason",
+        "warnings",
+    ]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(ServiceModelAdmin):
+    """Upload here (or through the API); the job scores the file in the background."""
+
+    form = EvaluationRunForm
+    list_display = [
+        "pk",
+        "project",
+        "gate",
+        "model_version",
+        "dataset_version",
+        "status",
+        "progress",
+        "created_at",
+    ]
+    list_filter = ["status", ("project", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["project", "gate", "model_version", "dataset_version"]
+    inlines = [EvaluationResultInline]
+    readonly_fields = [
+        "project",
+        "gate",
+        "model_version",
+        "dataset_version",
+        "original_name",
+        "size",
+        "sha256",
+        "task",
+        "metrics",
+        "seed",
+        "resamples",
+        "status",
+        "progress",
+        "progress_message",
+        "error_message",
+        "n_records",
+        "warnings",
+        "provenance",
+        "attempts",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return [
+                "gate",
+                "model_version",
+                "dataset_version",
+                "upload",
+                "task",
+                "metrics_text",
+                "seed",
+                "resamples",
+            ]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        visible = projects_for_user(request.user)
+        if db_field.name == "gate":
+            kwargs["queryset"] = Gate.objects.filter(project__in=visible).select_related("project")
+        if db_field.name == "model_version":
+            kwargs["queryset"] = ModelVersion.objects.filter(project__in=visible)
+        if db_field.name == "dataset_version":
+            kwargs["queryset"] = DatasetVersion.objects.filter(project__in=visible)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class GateCriterionForm(ServiceForm):
+    class Meta:
+        model = GateCriterion
+        fields = [
+            "gate",
+            "metric",
+            "scope",
+            "group_attribute",
+            "bound",
+            "comparator",
+            "threshold",
+            "required",
+        ]
+
+    def save_via_service(self) -> GateCriterion:
+        data = dict(self.cleaned_data)
+        if self.instance.pk is None:
+            return services.gate_criterion_create(actor=self.actor, **data)
+        data.pop("gate", None)
+        original = GateCriterion.objects.get(pk=self.instance.pk)
+        changes = {k: v for k, v in data.items() if getattr(original, k) != v}
+        return services.gate_criterion_update(actor=self.actor, criterion=original, **changes)
+
+
+@admin.register(GateCriterion)
+class GateCriterionAdmin(ServiceModelAdmin):
+    form = GateCriterionForm
+    project_path = "gate__project"
+    list_display = ["expression", "gate", "required", "created_by", "created_at"]
+    list_select_related = ["gate__project", "created_by"]
+    list_filter = ["required", ("gate__project", admin.RelatedOnlyFieldListFilter)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["gate"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "gate":
+            kwargs["queryset"] = Gate.objects.filter(
+                project__in=projects_for_user(request.user)
+            ).select_related("project")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_staff
+        return has_project_perm(request.user, "set_criteria", obj.gate.project)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_staff
+        return has_project_perm(request.user, "set_criteria", obj.gate.project)
+
+    def delete_model(self, request, obj) -> None:
+        services.gate_criterion_delete(actor=request.user, criterion=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for criterion in queryset:
+            services.gate_criterion_delete(actor=request.user, criterion=criterion)

@@ -356,3 +356,200 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.get_purpose_display()})"
+
+
+def evaluation_upload_to(run: "EvaluationRun", filename: str) -> str:
+    return f"evaluations/{run.project_id}/{uuid.uuid4().hex}/{filename}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class EvaluationRun(models.Model):
+    """One upload of evaluation records for a gate, and the background job that scores it.
+
+    The job claims the run with a conditional update that sets a fresh `claim_token`; only the
+    holder of the current token may write results, so a redelivered or duplicated task never
+    stores a second set.
+    """
+
+    Status = RunStatus
+
+    project = models.ForeignKey(
+        "governance.Project", on_delete=models.CASCADE, related_name="evaluation_runs"
+    )
+    gate = models.ForeignKey(Gate, on_delete=models.PROTECT, related_name="evaluation_runs")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="evaluation_runs"
+    )
+    dataset_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="evaluation_runs"
+    )
+    file = models.FileField(upload_to=evaluation_upload_to, max_length=400)
+    original_name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    task = models.CharField(max_length=40, blank=True, help_text="Task category preset used.")
+    metrics = models.JSONField(default=list, blank=True, help_text="Metrics asked for, if any.")
+    seed = models.PositiveIntegerField(default=0)
+    resamples = models.PositiveIntegerField(default=1000)
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    error_message = models.TextField(blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    n_records = models.PositiveIntegerField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["gate", "status", "finished_at"], name="run_gate_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=RunStatus.values), name="evaluation_run_status"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1),
+                name="evaluation_run_progress",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.model_version} on {self.dataset_version}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ResultScope(models.TextChoices):
+    OVERALL = "overall", "Overall"
+    GROUP = "group", "Subgroup"
+    FAIRNESS = "fairness", "Fairness between groups"
+
+
+class EvaluationResult(models.Model):
+    """One number of a run: a metric overall, for one subgroup, or a fairness difference
+    between the groups of one attribute. Stored as rows so trends across runs can be queried."""
+
+    Scope = ResultScope
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="results")
+    metric = models.CharField(max_length=60)
+    scope = models.CharField(max_length=10, choices=ResultScope.choices)
+    group_attribute = models.CharField(max_length=60, blank=True)
+    group_value = models.CharField(max_length=120, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    n = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True, help_text="Why the value could not be computed.")
+    warnings = models.JSONField(default=list, blank=True)
+    detail = models.JSONField(
+        default=dict, blank=True, help_text="Non-scalar values, e.g. a confusion matrix."
+    )
+
+    class Meta:
+        ordering = ["run", "scope", "group_attribute", "group_value", "metric"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "metric", "scope", "group_attribute", "group_value"],
+                name="evaluation_result_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["metric", "scope"], name="result_metric_scope")]
+
+    def __str__(self) -> str:
+        where = f" [{self.group_attribute}={self.group_value}]" if self.group_value else ""
+        return f"{self.metric}{where}: {self.value}"
+
+
+class Comparator(models.TextChoices):
+    GTE = ">=", "≥"
+    GT = ">", ">"
+    LTE = "<=", "≤"
+    LT = "<", "<"
+
+
+class CriterionScope(models.TextChoices):
+    OVERALL = "overall", "Overall"
+    EACH_GROUP = "each_group", "Every subgroup"
+    WORST_GROUP = "worst_group", "Worst subgroup"
+
+
+class CriterionBound(models.TextChoices):
+    VALUE = "value", "Value"
+    CI_LOW = "ci_low", "Lower confidence bound"
+    CI_HIGH = "ci_high", "Upper confidence bound"
+
+
+class GateCriterion(models.Model):
+    """A pass/fail rule on the gate's latest evaluation, e.g. `ci_low(recall) >= 0.80` or
+    `demographic_parity_difference(sex) <= 0.10`. Required criteria must pass for approval."""
+
+    Scope = CriterionScope
+    Bound = CriterionBound
+
+    gate = models.ForeignKey(Gate, on_delete=models.CASCADE, related_name="criteria")
+    metric = models.CharField(max_length=60)
+    scope = models.CharField(
+        max_length=12, choices=CriterionScope.choices, default=CriterionScope.OVERALL
+    )
+    group_attribute = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="For fairness metrics and subgroup scopes; empty means every attribute.",
+    )
+    bound = models.CharField(
+        max_length=8, choices=CriterionBound.choices, default=CriterionBound.VALUE
+    )
+    comparator = models.CharField(max_length=2, choices=Comparator.choices)
+    threshold = models.FloatField()
+    required = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["gate", "id"]
+        verbose_name_plural = "gate criteria"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(comparator__in=Comparator.values), name="criterion_comparator"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope__in=CriterionScope.values), name="criterion_scope"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(bound__in=CriterionBound.values), name="criterion_bound"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.expression
+
+    @property
+    def expression(self) -> str:
+        """The criterion as the committee writes it, e.g. `ci_low(recall) >= 0.8`."""
+        target = self.metric + (f"({self.group_attribute})" if self.group_attribute else "")
+        if self.bound != CriterionBound.VALUE:
+            target = f"{self.bound}({target})"
+        if self.scope != CriterionScope.OVERALL:
+            target = f"{self.scope}:{target}"
+        return f"{target} {self.comparator} {self.threshold:g}"

@@ -9,12 +9,15 @@ ValidationError that says what is wrong; neither changes anything.
 import datetime
 import hashlib
 import os
+import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audits.models import Action, AuditEvent
@@ -22,14 +25,21 @@ from audits.services import changed, record, snapshot
 from governance import signoffs
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_project_perm
+from lifecycle import evaluations
+from lifecycle.metrics import METRICS, TASK_PRESETS
 from lifecycle.models import (
     ChecklistItem,
     ChecklistTemplate,
     Comment,
     DatasetVersion,
+    EvaluationResult,
+    EvaluationRun,
     Evidence,
     Gate,
+    GateCriterion,
     ModelVersion,
+    ResultScope,
+    RunStatus,
     TemplateItem,
 )
 from lifecycle.permissions import can_edit_item
@@ -156,12 +166,14 @@ def checklist_item_update(
 
 
 def _record_gate_content_change(
-    actor: User,
+    actor: User | None,
     gate: Gate,
     *,
     action: str,
-    target: object,
+    target: Any,
     cause: str,
+    target_type: str = "",
+    target_id: int | str = "",
     target_text: str = "",
     before: dict | None = None,
     after: dict | None = None,
@@ -178,6 +190,8 @@ def _record_gate_content_change(
         action=action,
         project=gate.project,
         target=target,
+        target_type=target_type,
+        target_id=target_id,
         target_text=target_text,
         before=before,
         after={**(after or {}), **signoffs.invalidation_summary(stale, gate)},
@@ -235,22 +249,9 @@ def evidence_add_file(
 ) -> Evidence:
     """Attach an uploaded file, stored with its SHA-256 and size."""
     item = _require_can_add_evidence(actor, item)
-    limit = settings.EVIDENCE_MAX_BYTES
-    name = os.path.basename(upload.name or "").strip()
-    if not name:
-        raise ValidationError({"file": "The uploaded file has no name."})
-    if upload.size is not None and upload.size > limit:
-        raise ValidationError({"file": _too_large(name, upload.size, limit)})
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in upload.chunks():
-        digest.update(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise ValidationError({"file": _too_large(name, size, limit)})
-    if size == 0:
-        raise ValidationError({"file": f"“{name}” is empty."})
-    upload.seek(0)
+    name, size, digest = _hash_upload(
+        upload, "file", settings.EVIDENCE_MAX_BYTES, "EVIDENCE_MAX_BYTES"
+    )
     evidence = Evidence(
         item=item,
         kind=Evidence.Kind.FILE,
@@ -258,7 +259,7 @@ def evidence_add_file(
         original_name=name[:255],
         content_type=(getattr(upload, "content_type", "") or "")[:120],
         size=size,
-        sha256=digest.hexdigest(),
+        sha256=digest,
         added_by=actor,
     )
     evidence.file.save(name, upload, save=False)
@@ -288,11 +289,32 @@ def _record_evidence_added(actor: User, item: ChecklistItem, evidence: Evidence)
     )
 
 
-def _too_large(name: str, size: int, limit: int) -> str:
-    return (
-        f"“{name}” is {size:,} bytes; evidence files may be at most {limit:,} bytes "
-        "(EVIDENCE_MAX_BYTES)."
-    )
+def _hash_upload(
+    upload: UploadedFile, field: str, limit: int, setting: str
+) -> tuple[str, int, str]:
+    """Stream an upload once: its clean name, size and SHA-256, refusing empty files and files
+    over `limit` bytes with a message that names the setting."""
+    name = os.path.basename(upload.name or "").strip()
+    if not name:
+        raise ValidationError({field: "The uploaded file has no name."})
+
+    def too_large(size: int) -> ValidationError:
+        message = f"“{name}” is {size:,} bytes; files may be at most {limit:,} bytes ({setting})."
+        return ValidationError({field: message})
+
+    if upload.size is not None and upload.size > limit:
+        raise too_large(upload.size)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in upload.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size)
+    if size == 0:
+        raise ValidationError({field: f"“{name}” is empty."})
+    upload.seek(0)
+    return name, size, digest.hexdigest()
 
 
 @transaction.atomic
@@ -735,4 +757,372 @@ def template_item_delete(*, actor: User, item: TemplateItem) -> None:
         target_id=target_id,
         target_text=target_text,
         before={"template": template.version, **values},
+    )
+
+
+# --- Evaluations ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def evaluation_run_start(
+    *,
+    actor: User,
+    gate: Gate,
+    model_version: ModelVersion,
+    dataset_version: DatasetVersion,
+    upload: UploadedFile,
+    task: str = "",
+    metrics: list[str] | None = None,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> EvaluationRun:
+    """Store an evaluation file for a gate and queue the job that scores it (after commit).
+
+    The file is checked by the job as a whole; a file that breaks the record contract fails
+    the run with a line-precise message and stores no results.
+    """
+    gate = _lock_gate(gate)
+    project = gate.project
+    require_project_perm(actor, "upload_evaluation", project)
+    if gate.state == Gate.State.LOCKED:
+        raise ValidationError(
+            {"gate": f"The {gate.phase_enum.label} gate is locked: evaluate an open phase."}
+        )
+    if model_version.project_id != project.pk:
+        raise ValidationError({"model_version": f"“{model_version}” is not of this project."})
+    if dataset_version.project_id != project.pk:
+        raise ValidationError({"dataset_version": f"“{dataset_version}” is not of this project."})
+    task = task or project.task_category
+    if task not in TASK_PRESETS:
+        raise ValidationError({"task": f"“{task}” is not a task category."})
+    unknown = [m for m in metrics or [] if m not in METRICS]
+    if unknown:
+        raise ValidationError({"metrics": f"Unknown metric(s): {', '.join(unknown)}."})
+    if not 1 <= resamples <= 10_000:
+        raise ValidationError({"resamples": "Use between 1 and 10,000 bootstrap resamples."})
+    name, size, digest = _hash_upload(
+        upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
+    )
+    run = EvaluationRun(
+        project=project,
+        gate=gate,
+        model_version=model_version,
+        dataset_version=dataset_version,
+        original_name=name[:255],
+        size=size,
+        sha256=digest,
+        task=task,
+        metrics=list(metrics or []),
+        seed=seed,
+        resamples=resamples,
+        requested_by=actor,
+    )
+    run.file.save(name, upload, save=False)
+    try:
+        run.save()
+        record(
+            actor=actor,
+            action=Action.EVALUATION_START,
+            project=project,
+            target=run,
+            after={
+                "gate": gate.phase,
+                "file": name,
+                "sha256": digest,
+                "size": size,
+                "model_version": model_version.label,
+                "dataset_version": dataset_version.label,
+                "task": task,
+                "metrics": run.metrics,
+                "seed": seed,
+                "resamples": resamples,
+            },
+        )
+    except Exception:
+        run.file.delete(save=False)
+        raise
+    enqueue_evaluation(run.pk)
+    return run
+
+
+def enqueue_evaluation(run_id: int) -> None:
+    """Queue the evaluation job once the surrounding transaction commits (never before: the
+    worker must find the run). In the embedded default the job then runs in-process."""
+    from lifecycle.tasks import run_evaluation
+
+    transaction.on_commit(lambda: run_evaluation.delay(run_id))
+
+
+def evaluation_run_claim(*, run_id: int, stale_before: datetime.datetime) -> uuid.UUID | None:
+    """Claim a run for this job with one conditional update; None if another job has it or it
+    is finished. A running run whose heartbeat is older than `stale_before` lost its worker
+    and may be claimed again."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    claimable = Q(status=RunStatus.QUEUED) | Q(
+        status=RunStatus.RUNNING, heartbeat_at__lt=stale_before
+    )
+    claimed = EvaluationRun.objects.filter(claimable, pk=run_id).update(
+        status=RunStatus.RUNNING,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        progress=0.0,
+        progress_message="started",
+    )
+    return token if claimed else None
+
+
+def evaluation_run_heartbeat(
+    *, run_id: int, token: uuid.UUID, progress: float, message: str
+) -> bool:
+    """Report progress; False when the job no longer holds the run (someone reclaimed it)."""
+    return bool(
+        EvaluationRun.objects.filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING).update(
+            progress=min(max(progress, 0.0), 1.0),
+            progress_message=message[:200],
+            heartbeat_at=timezone.now(),
+        )
+    )
+
+
+def _result_rows(run: EvaluationRun, result: dict) -> list[EvaluationResult]:
+    def row(metric: str, scope: str, attribute: str, value: str, data: dict) -> EvaluationResult:
+        scalar = data.get("value")
+        detail = {} if isinstance(scalar, int | float) or scalar is None else {"value": scalar}
+        if "labels" in data:
+            detail["labels"] = data["labels"]
+        return EvaluationResult(
+            run=run,
+            metric=metric,
+            scope=scope,
+            group_attribute=attribute,
+            group_value=value,
+            value=scalar
+            if isinstance(scalar, int | float) and not isinstance(scalar, bool)
+            else None,
+            ci_low=data.get("ci_low"),
+            ci_high=data.get("ci_high"),
+            n=data.get("n"),
+            reason=data.get("reason") or "",
+            warnings=data.get("warnings") or [],
+            detail=detail,
+        )
+
+    rows = [row(m, ResultScope.OVERALL, "", "", d) for m, d in result.get("metrics", {}).items()]
+    for attribute, groups in result.get("groups", {}).items():
+        for value, metrics in groups.items():
+            rows += [
+                row(m, ResultScope.GROUP, attribute, str(value), d) for m, d in metrics.items()
+            ]
+    for attribute, metrics in result.get("fairness", {}).items():
+        rows += [row(m, ResultScope.FAIRNESS, attribute, "", d) for m, d in metrics.items()]
+    return rows
+
+
+@transaction.atomic
+def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict) -> bool:
+    """Store a finished run's results, all in one transaction, if this job still holds the run.
+
+    A redelivered or duplicated job finds the run finished or claimed by another token and
+    stores nothing. New results change what the gate's signatures cover, so those are
+    invalidated (and an approved gate reopens) here too.
+    """
+    run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None or run.claim_token != token or run.status != RunStatus.RUNNING:
+        return False
+    EvaluationResult.objects.bulk_create(_result_rows(run, result))
+    run.status = RunStatus.SUCCEEDED
+    run.progress, run.progress_message = 1.0, "finished"
+    run.provenance = result.get("provenance", {})
+    run.warnings = result.get("warnings", [])
+    run.n_records = result.get("n_records")
+    run.finished_at = timezone.now()
+    run.error_message = ""
+    run.save(
+        update_fields=[
+            "status",
+            "progress",
+            "progress_message",
+            "provenance",
+            "warnings",
+            "n_records",
+            "finished_at",
+            "error_message",
+        ]
+    )
+    verdicts = evaluations.criteria_verdicts(run.gate, run)
+    _record_gate_content_change(
+        None,
+        run.gate,
+        action=Action.EVALUATION_SUCCEED,
+        target=run,
+        after={
+            "n_records": run.n_records,
+            "results": run.results.count(),
+            "criteria": {v.criterion.expression: v.status for v in verdicts},
+        },
+        cause=f"evaluation run {run.pk} of {run.model_version} was attached",
+    )
+    return True
+
+
+@transaction.atomic
+def evaluation_run_fail(*, run_id: int, token: uuid.UUID | None, message: str) -> bool:
+    """Mark a run failed with its message (a refused file, an exhausted retry, a time limit)."""
+    runs = EvaluationRun.objects.select_for_update().filter(pk=run_id)
+    run = runs.first()
+    if run is None or run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        return False
+    if token is not None and run.claim_token != token:
+        return False
+    run.status = RunStatus.FAILED
+    run.error_message = message
+    run.finished_at = timezone.now()
+    run.progress_message = "failed"
+    run.save(update_fields=["status", "error_message", "finished_at", "progress_message"])
+    record(
+        actor=None,
+        action=Action.EVALUATION_FAIL,
+        project=run.project,
+        target=run,
+        after={"error": message},
+    )
+    return True
+
+
+def evaluation_runs_requeue_stuck(
+    *, queued_before: datetime.datetime, stale_before: datetime.datetime
+) -> list[int]:
+    """Queue again the runs stuck in queued (lost messages) and the running ones whose worker
+    stopped sending heartbeats. Each is re-enqueued in its own transaction."""
+    stuck = list(
+        EvaluationRun.objects.filter(
+            Q(status=RunStatus.QUEUED, created_at__lt=queued_before)
+            | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+        ).values_list("pk", "status")
+    )
+    requeued = []
+    for run_id, status in stuck:
+        with transaction.atomic():
+            run = EvaluationRun.objects.select_for_update().get(pk=run_id)
+            if run.status != status:
+                continue
+            record(
+                actor=None,
+                action=Action.EVALUATION_REQUEUE,
+                project=run.project,
+                target=run,
+                before={"status": status},
+                after={"attempts": run.attempts},
+            )
+            enqueue_evaluation(run.pk)
+            requeued.append(run.pk)
+    return requeued
+
+
+# --- Gate criteria ---------------------------------------------------------------------------
+
+CRITERION_FIELDS = (
+    "metric",
+    "scope",
+    "group_attribute",
+    "bound",
+    "comparator",
+    "threshold",
+    "required",
+)
+
+
+def _validate_criterion(criterion: GateCriterion) -> None:
+    if criterion.metric not in METRICS:
+        raise ValidationError({"metric": f"“{criterion.metric}” is not a metric key."})
+    if METRICS[criterion.metric].kind == "matrix":
+        raise ValidationError({"metric": f"“{criterion.metric}” has no single value to compare."})
+    if criterion.metric in evaluations.FAIRNESS_METRICS and criterion.scope != "overall":
+        raise ValidationError(
+            {"scope": "Fairness differences are between groups: use the overall scope."}
+        )
+    criterion.full_clean(exclude=["created_by", "gate"])
+
+
+@transaction.atomic
+def gate_criterion_create(*, actor: User, gate: Gate, **fields: Any) -> GateCriterion:
+    """Add a pass/fail criterion on the gate's evaluation (committee chair, safety officer)."""
+    gate = _lock_gate(gate)
+    require_project_perm(actor, "set_criteria", gate.project)
+    criterion = GateCriterion(gate=gate, created_by=actor, **fields)
+    _validate_criterion(criterion)
+    criterion.save()
+    _record_gate_content_change(
+        actor,
+        gate,
+        action=Action.CRITERION_CREATE,
+        target=criterion,
+        target_text=criterion.expression,
+        after=snapshot(criterion, CRITERION_FIELDS),
+        cause=f"criterion “{criterion.expression}” was added",
+    )
+    return criterion
+
+
+@transaction.atomic
+def gate_criterion_update(
+    *, actor: User, criterion: GateCriterion, **changes: Any
+) -> GateCriterion:
+    criterion = (
+        GateCriterion.objects.select_for_update()
+        .select_related("gate__project")
+        .get(pk=criterion.pk)
+    )
+    require_project_perm(actor, "set_criteria", criterion.gate.project)
+    unknown = set(changes) - set(CRITERION_FIELDS)
+    if unknown:
+        raise ValidationError({field: "This field cannot be changed." for field in unknown})
+    before = snapshot(criterion, changes)
+    old_expression = criterion.expression
+    for field, value in changes.items():
+        setattr(criterion, field, value)
+    _validate_criterion(criterion)
+    criterion.save()
+    before, after = changed(before, snapshot(criterion, changes))
+    _record_gate_content_change(
+        actor,
+        criterion.gate,
+        action=Action.CRITERION_UPDATE,
+        target=criterion,
+        target_text=criterion.expression,
+        before=before,
+        after=after,
+        cause=f"criterion “{old_expression}” became “{criterion.expression}”",
+    )
+    return criterion
+
+
+@transaction.atomic
+def gate_criterion_delete(*, actor: User, criterion: GateCriterion) -> None:
+    criterion = (
+        GateCriterion.objects.select_for_update()
+        .select_related("gate__project")
+        .get(pk=criterion.pk)
+    )
+    require_project_perm(actor, "set_criteria", criterion.gate.project)
+    gate, values, expression = (
+        criterion.gate,
+        snapshot(criterion, CRITERION_FIELDS),
+        criterion.expression,
+    )
+    target_id = criterion.pk
+    criterion.delete()
+    _record_gate_content_change(
+        actor,
+        gate,
+        action=Action.CRITERION_DELETE,
+        target=None,
+        target_type="lifecycle.gatecriterion",
+        target_id=target_id,
+        target_text=expression,
+        before=values,
+        cause=f"criterion “{expression}” was removed",
     )

@@ -68,12 +68,25 @@ SEED_MIGRATIONS = [
 
 
 @pytest.fixture
+def in_process_tasks():
+    """Run queued Celery tasks in-process for this test, whatever broker is configured."""
+    from governance.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def postgres(db) -> None:
     _require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if "tests/lifecycle/metrics/" in item.nodeid:
+            item.add_marker(pytest.mark.engine)
         if "postgres" in item.fixturenames:
             item.add_marker(pytest.mark.postgres)
         if "celery_worker" in item.fixturenames or "redis_url" in item.fixturenames:

@@ -27,6 +27,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"worker-{name}.log"
         self.hostname = f"{name}-{os.getpid()}@localhost"
         self.checkpoint_dir = log_dir / "checkpoints"
+        self.media_dir = log_dir / "media"  # tests that upload files point MEDIA_ROOT here
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
@@ -37,6 +38,11 @@ class WorkerProcess:
             "CELERY_BROKER_URL": self.redis_url,
             "CELERY_RESULT_BACKEND": self.redis_url,
             "AUDIT_CHECKPOINT_DIR": str(self.checkpoint_dir),
+            "MEDIA_ROOT": str(self.media_dir),
+            # Short enough for the lost-worker tests: a killed job's run and message come back
+            # within seconds (the claim keeps a live job's results from being stored twice).
+            "EVALUATION_STALE_AFTER": "3",
+            "CELERY_VISIBILITY_TIMEOUT": "8",
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -39,6 +39,10 @@ SERVICE_ACTIONS = {
     "comment_add": Action.COMMENT_ADD,
     "gate_submit": Action.GATE_SUBMIT,
     "signoff_create": Action.SIGNATURE_CREATE,
+    "evaluation_run_start": Action.EVALUATION_START,
+    "gate_criterion_create": Action.CRITERION_CREATE,
+    "gate_criterion_update": Action.CRITERION_UPDATE,
+    "gate_criterion_delete": Action.CRITERION_DELETE,
     "gate_start_review_cycle": Action.GATE_START_REVIEW_CYCLE,
     "model_version_create": Action.MODEL_VERSION_CREATE,
     "dataset_version_create": Action.DATASET_VERSION_CREATE,
@@ -220,6 +224,8 @@ MODELS = [
     "governance_signature",
     "governance_signoffpolicy",
     "otp_totp_totpdevice",
+    "lifecycle_evaluationrun",
+    "lifecycle_gatecriterion",
 ]
 READ_ONLY |= {f"admin:{model}_history" for model in MODELS}
 # Admin changelists whose POST has no action that writes (no list_editable, no actions).
@@ -262,6 +268,8 @@ REFUSED = {
     "admin:governance_signature_delete",
     "admin:governance_signoffpolicy_add",
     "admin:governance_signoffpolicy_delete",
+    "admin:lifecycle_evaluationrun_change",
+    "admin:lifecycle_evaluationrun_delete",
 }
 
 
@@ -611,6 +619,60 @@ def case_user_change(w):
     return w.admin, "post", url, data, "user.update"
 
 
+def case_evaluation_upload(w):
+    model, dataset = _versions(w)
+    upload = SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n')
+    data = {
+        "gate": w.project.gates.first().pk,
+        "model_version": model.pk,
+        "dataset_version": dataset.pk,
+        "upload": upload,
+        "task": "",
+        "metrics_text": "auroc",
+        "seed": "0",
+        "resamples": "100",
+    }
+    return w.lead, "post", _url("admin:lifecycle_evaluationrun_add"), data, "evaluation_run.start"
+
+
+def _criterion_data(w, threshold="0.8"):
+    return {
+        "gate": w.project.gates.first().pk,
+        "metric": "auroc",
+        "scope": "overall",
+        "group_attribute": "",
+        "bound": "value",
+        "comparator": ">=",
+        "threshold": threshold,
+        "required": "on",
+    }
+
+
+def case_criterion_add(w):
+    url = _url("admin:lifecycle_gatecriterion_add")
+    return w.chair, "post", url, _criterion_data(w), "gate_criterion.create"
+
+
+def _a_criterion(w):
+    return lifecycle_services.gate_criterion_create(
+        actor=w.chair,
+        gate=w.project.gates.first(),
+        metric="auroc",
+        comparator=">=",
+        threshold=0.8,
+    )
+
+
+def case_criterion_change(w):
+    url = _url("admin:lifecycle_gatecriterion_change", _a_criterion(w).pk)
+    return w.chair, "post", url, _criterion_data(w, "0.9"), "gate_criterion.update"
+
+
+def case_criterion_delete(w):
+    url = _url("admin:lifecycle_gatecriterion_delete", _a_criterion(w).pk)
+    return w.chair, "post", url, {"post": "yes"}, "gate_criterion.delete"
+
+
 MUTATING = {
     "login": [case_login, case_login_failed],
     "logout": [case_logout],
@@ -637,6 +699,10 @@ MUTATING = {
     "admin:otp_totp_totpdevice_add": [case_otp_device_add],
     "admin:otp_totp_totpdevice_change": [case_otp_device_change],
     "admin:otp_totp_totpdevice_delete": [case_otp_device_delete],
+    "admin:lifecycle_evaluationrun_add": [case_evaluation_upload],
+    "admin:lifecycle_gatecriterion_add": [case_criterion_add],
+    "admin:lifecycle_gatecriterion_change": [case_criterion_change],
+    "admin:lifecycle_gatecriterion_delete": [case_criterion_delete],
     "admin:lifecycle_modelversion_add": [case_model_version_add],
     "admin:lifecycle_datasetversion_add": [case_dataset_version_add],
     "admin:lifecycle_checklisttemplate_changelist": [
@@ -709,6 +775,7 @@ def _refused_url(name: str, world: World) -> str:
         "lifecycle_gate": lambda: world.project.gates.first(),
         "governance_signature": lambda: _a_signature(world),
         "governance_signoffpolicy": lambda: SignOffPolicy.objects.get(),
+        "lifecycle_evaluationrun": lambda: _a_run(world),
         "lifecycle_modelversion": lambda: lifecycle_services.model_version_create(
             actor=world.lead,
             project=world.project,
@@ -718,6 +785,34 @@ def _refused_url(name: str, world: World) -> str:
         ),
     }
     return reverse(name, args=[objects[model]().pk])
+
+
+def _a_run(world: World):
+    from django.core.files.base import ContentFile
+
+    model, dataset = _versions(world)
+    return lifecycle_services.evaluation_run_start(
+        actor=world.lead,
+        gate=world.project.gates.first(),
+        model_version=model,
+        dataset_version=dataset,
+        upload=ContentFile(b'{"id": "a"}\n', name="r.jsonl"),
+    )
+
+
+def _versions(world: World):
+    model = lifecycle_services.model_version_create(
+        actor=world.lead, project=world.project, label="mv", base_model="b", adaptation="rag"
+    )
+    dataset = lifecycle_services.dataset_version_create(
+        actor=world.lead,
+        project=world.project,
+        label="dv",
+        purpose="test",
+        row_count=1,
+        sha256="f" * 64,
+    )
+    return model, dataset
 
 
 def _a_signature(world: World):

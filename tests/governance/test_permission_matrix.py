@@ -18,7 +18,16 @@ from audits.models import AuditEvent
 from governance.models import Membership, Project, Signature
 from governance.roles import Role
 from lifecycle import services
-from lifecycle.models import ChecklistItem, Comment, DatasetVersion, Evidence, Gate, ModelVersion
+from lifecycle.models import (
+    ChecklistItem,
+    Comment,
+    DatasetVersion,
+    EvaluationRun,
+    Evidence,
+    Gate,
+    GateCriterion,
+    ModelVersion,
+)
 from lifecycle.phases import Phase
 from tests.factories import PASSWORD, UserFactory, approve, make_team
 
@@ -52,6 +61,10 @@ POLICY: dict[str, set] = {
     "signoff_create": set(Role) - {R.AUDITOR},
     "gate_start_review_cycle": {R.COMMITTEE_CHAIR},
     "model_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
+    "evaluation_run_start": {R.PROJECT_LEAD, R.DATA_STEWARD},
+    "gate_criterion_create": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+    "gate_criterion_update": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+    "gate_criterion_delete": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
     "dataset_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
 }
 # Services guarded by a global (not per-project) permission; tested in their own modules.
@@ -144,6 +157,36 @@ def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
         }
     if service == "gate_start_review_cycle":
         return {"gate": _approved_monitoring(team)}
+    if service == "evaluation_run_start":
+        model = services.model_version_create(
+            actor=team.creator, project=project, label="m1", base_model="b", adaptation="rag"
+        )
+        dataset = services.dataset_version_create(
+            actor=team.creator,
+            project=project,
+            label="d1",
+            purpose="test",
+            row_count=2,
+            sha256="e" * 64,
+        )
+        return {
+            "gate": _gate(team),
+            "model_version": model,
+            "dataset_version": dataset,
+            "upload": SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n'),
+            "metrics": ["auroc"],
+        }
+    if service == "gate_criterion_create":
+        return {"gate": _gate(team), "metric": "auroc", "comparator": ">=", "threshold": 0.8}
+    if service in {"gate_criterion_update", "gate_criterion_delete"}:
+        existing = services.gate_criterion_create(
+            actor=team[R.COMMITTEE_CHAIR],
+            gate=_gate(team),
+            metric="auroc",
+            comparator=">=",
+            threshold=0.8,
+        )
+        return {"criterion": existing, **({"threshold": 0.9} if "update" in service else {})}
     if service == "model_version_create":
         return {
             "project": project,
@@ -176,6 +219,8 @@ def _snapshot(project: Project) -> tuple:
         sorted(project.gates.values_list("phase", "state", "review_round", "cycle")),
         ModelVersion.objects.count(),
         DatasetVersion.objects.count(),
+        EvaluationRun.objects.count(),
+        sorted(GateCriterion.objects.values_list("id", "threshold")),
     )
 
 

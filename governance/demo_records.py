@@ -1,0 +1,88 @@
+"""Synthetic evaluation records for the demo projects: realistic shapes, fixed seeds.
+
+Nothing here is real patient data. Each generator returns JSON Lines bytes in the record format
+of PRODUCT.md (docs/metrics.md).
+"""
+
+import json
+
+import numpy as np
+
+SEXES = ["F", "M"]
+AGE_BANDS = ["18-39", "40-64", "65+"]
+
+NOTE_SENTENCES = [
+    "Patient reports {n} days of productive cough and low grade fever.",
+    "No chest pain, no shortness of breath at rest.",
+    "Lungs with scattered crackles at the right base.",
+    "Started amoxicillin and advised fluids and rest.",
+    "Blood pressure is well controlled on lisinopril.",
+    "Follow up in {n} weeks or sooner if symptoms worsen.",
+    "Discussed smoking cessation and offered nicotine replacement.",
+    "Hemoglobin A1c improved to {n} point two percent.",
+]
+
+
+def _jsonl(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def _groups(rng: np.random.Generator) -> dict[str, str]:
+    return {
+        "sex": str(rng.choice(SEXES)),
+        "age_band": str(rng.choice(AGE_BANDS, p=[0.3, 0.4, 0.3])),
+    }
+
+
+def binary_classifier(
+    *, seed: int, n: int, prevalence: float, separation: float, group_shift: float = 0.0
+) -> bytes:
+    """Labels, calibrated-looking scores and thresholded predictions; `group_shift` makes the
+    model flag women more often, for a fairness criterion to catch."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        groups = _groups(rng)
+        label = int(rng.random() < prevalence)
+        logit = rng.normal(separation if label else -separation, 1.0)
+        if groups["sex"] == "F":
+            logit += group_shift
+        score = float(1 / (1 + np.exp(-logit)))
+        records.append(
+            {
+                "id": f"r{i:05d}",
+                "label": label,
+                "score": round(score, 4),
+                "prediction": int(score >= 0.5),
+                "hallucinated": bool(rng.random() < 0.01),
+                "groups": groups,
+            }
+        )
+    return _jsonl(records)
+
+
+def documentation_drafts(*, seed: int, n: int, error_rate: float) -> bytes:
+    """Reference notes and model drafts that differ by a few word edits, with latency and
+    hallucination flags."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        sentences = rng.choice(NOTE_SENTENCES, size=4, replace=False)
+        reference = " ".join(s.format(n=int(rng.integers(2, 9))) for s in sentences)
+        words = reference.split()
+        output_words = [
+            w for w in words if rng.random() >= error_rate
+        ]  # dropped words are the model's errors
+        output = " ".join(output_words)
+        records.append(
+            {
+                "id": f"v{i:05d}",
+                "input": reference + " " + reference,  # the conversation is longer than the note
+                "reference": reference,
+                "output": output,
+                "latency_ms": round(float(rng.lognormal(7.2, 0.35)), 1),
+                "hallucinated": bool(rng.random() < 0.015),
+                "groups": _groups(rng),
+            }
+        )
+    return _jsonl(records)

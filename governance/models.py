@@ -297,3 +297,55 @@ class ReauthFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} at {self.at:%Y-%m-%d %H:%M}: {self.reason}"
+
+
+class ApiToken(models.Model):
+    """A personal API token for a dev team's pipeline.
+
+    The secret is shown once, at creation; only its SHA-256 is stored. A token can expire, be
+    limited to listed projects (otherwise it reaches every project its user may see), and be
+    read-only. Requests made with it are attributed to the user and the token in the audit trail.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. “CI pipeline”.")
+    prefix = models.CharField(max_length=12, unique=True, help_text="Identifies the token.")
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    read_only = models.BooleanField(default=False)
+    projects = models.ManyToManyField(
+        Project, blank=True, related_name="+", help_text="Empty: every project of the user."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class IdempotentRequest(models.Model):
+    """The first response to a request sent with an `Idempotency-Key`, replayed on retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method and path.")
+    status_code = models.PositiveSmallIntegerField(null=True)
+    body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotent_request_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.key}"

@@ -5,6 +5,8 @@ one transaction; a refused call changes nothing.
 """
 
 import datetime
+import hashlib
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +24,7 @@ from audits.models import Action
 from audits.services import changed, record, snapshot
 from governance import signoffs
 from governance.models import (
+    ApiToken,
     Membership,
     Project,
     ReauthFailure,
@@ -34,6 +37,7 @@ from governance.models import (
 )
 from governance.permissions import require_project_perm, sync_member_permissions
 from governance.roles import Role
+from governance.selectors import projects_for_user
 from lifecycle import evaluations
 from lifecycle.models import Gate
 from lifecycle.phases import Phase
@@ -677,3 +681,84 @@ def otp_device_delete(*, actor: User, device: TOTPDevice) -> None:
     user, values = device.user, {"device": device.pk, "name": device.name}
     device.delete()
     record(actor=actor, action=Action.OTP_DEVICE_DELETE, project=None, target=user, before=values)
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "lgv_"  # noqa: S105 - a format marker, not a secret
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(
+    *,
+    actor: User,
+    name: str,
+    expires_at: datetime.datetime | None = None,
+    read_only: bool = False,
+    projects: Iterable[Project] = (),
+) -> tuple[ApiToken, str]:
+    """Create a personal API token and return it with its secret, which is never shown again.
+
+    A token limited to projects may only list projects its user can see.
+    """
+    if not actor.is_active:
+        raise PermissionDenied("A deactivated account cannot create API tokens.")
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Name the token after what uses it."})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    projects = list(projects)
+    visible = set(projects_for_user(actor).values_list("pk", flat=True))
+    foreign = [p.name for p in projects if p.pk not in visible]
+    if foreign:
+        raise ValidationError({"projects": f"You have no role on: {', '.join(foreign)}."})
+    prefix = secrets.token_hex(4)
+    raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        user=actor,
+        name=name[:100],
+        prefix=prefix,
+        key_sha256=hash_token(raw),
+        read_only=read_only,
+        expires_at=expires_at,
+    )
+    token.projects.set(projects)
+    record(
+        actor=actor,
+        action=Action.API_TOKEN_CREATE,
+        project=None,
+        target=token,
+        after={
+            "name": token.name,
+            "prefix": prefix,
+            "read_only": read_only,
+            "expires_at": expires_at,
+            "projects": [p.slug for p in projects],
+        },
+    )
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, actor: User, token: ApiToken) -> ApiToken:
+    """Revoke a token (its own user, or an administrator); it stops working at once."""
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if token.user_id != actor.pk and not actor.has_perm("governance.change_apitoken"):
+        raise PermissionDenied("You can only revoke your own API tokens.")
+    if token.revoked_at is not None:
+        raise ValidationError("This token was already revoked.")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    record(
+        actor=actor,
+        action=Action.API_TOKEN_REVOKE,
+        project=None,
+        target=token,
+        after={"prefix": token.prefix, "user": token.user_id},
+    )
+    return token

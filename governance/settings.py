@@ -34,6 +34,10 @@ INSTALLED_APPS = [
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "governance",
     "lifecycle",
     "audits",
@@ -150,6 +154,42 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# REST API: personal tokens or the browser session (with CSRF); one request budget per token.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "governance.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["governance.api.authentication.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_THROTTLE_RATE},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "governance.api.base.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM governance API",
+    "DESCRIPTION": "Register model and dataset versions, upload evaluations, read gate "
+    "verdicts, sign gates. Authenticate with `Authorization: Bearer <token>` (docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the app: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "ItemStatusEnum": "lifecycle.models.ItemStatus",
+        "RunStatusEnum": "lifecycle.models.RunStatus",
+        "GateStateEnum": "lifecycle.models.GateState",
+        "ResultScopeEnum": "lifecycle.models.ResultScope",
+        "CriterionScopeEnum": "lifecycle.models.CriterionScope",
+        "RoleEnum": "governance.roles.Role",
+        "PhaseEnum": "lifecycle.phases.Phase",
+    },
+}
 
 # Audit trail: signed checkpoints go to a directory outside the database (ideally another
 # host or append-only storage); the HMAC key should not be readable by database administrators.

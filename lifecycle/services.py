@@ -26,7 +26,8 @@ from governance import signoffs
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_project_perm
 from lifecycle import evaluations
-from lifecycle.metrics import METRICS, TASK_PRESETS
+from lifecycle.metrics import METRICS, TASK_PRESETS, Limits, RecordError, parse_records
+from lifecycle.metrics.engine import resolve_metrics
 from lifecycle.models import (
     ChecklistItem,
     ChecklistTemplate,
@@ -775,11 +776,13 @@ def evaluation_run_start(
     metrics: list[str] | None = None,
     seed: int = 0,
     resamples: int = 1000,
+    check_records: bool = True,
 ) -> EvaluationRun:
     """Store an evaluation file for a gate and queue the job that scores it (after commit).
 
-    The file is checked by the job as a whole; a file that breaks the record contract fails
-    the run with a line-precise message and stores no results.
+    With `check_records` the whole file is validated against the record contract first and a
+    file that breaks it is refused with its line-precise message, storing nothing. The job
+    validates again in any case: a run whose file fails there is marked failed, no results.
     """
     gate = _lock_gate(gate)
     project = gate.project
@@ -803,6 +806,8 @@ def evaluation_run_start(
     name, size, digest = _hash_upload(
         upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
     )
+    if check_records:
+        _check_records(upload, name, task, metrics)
     run = EvaluationRun(
         project=project,
         gate=gate,
@@ -843,6 +848,28 @@ def evaluation_run_start(
         raise
     enqueue_evaluation(run.pk)
     return run
+
+
+def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str] | None) -> None:
+    _, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
+    try:
+        parse_records(
+            upload,
+            filename=name,
+            metrics=strict,
+            limits=Limits.from_settings(settings),
+            optional_metrics=optional,
+        )
+    except RecordError as exc:
+        raise ValidationError(
+            {"file": ValidationError(str(exc), code="invalid_records", params=_where(exc))}
+        ) from None
+    finally:
+        upload.seek(0)
+
+
+def _where(exc: RecordError) -> dict:
+    return {"line": exc.line, "field": exc.field}
 
 
 def enqueue_evaluation(run_id: int) -> None:

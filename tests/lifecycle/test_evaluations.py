@@ -39,7 +39,16 @@ def versions(team):
     return model, dataset
 
 
-def start(team, *, records=None, name="records.jsonl", gate=None, actor=None, metrics=METRICS):
+def start(
+    team,
+    *,
+    records=None,
+    name="records.jsonl",
+    gate=None,
+    actor=None,
+    metrics=METRICS,
+    check_records=True,
+):
     model, dataset = (
         (team.project.model_versions.get(), team.project.dataset_versions.get())
         if team.project.model_versions.exists()
@@ -58,6 +67,7 @@ def start(team, *, records=None, name="records.jsonl", gate=None, actor=None, me
         upload=ContentFile(data, name=name),
         metrics=metrics,
         resamples=200,
+        check_records=check_records,
     )
 
 
@@ -135,7 +145,13 @@ def test_a_refused_file_fails_the_run_with_the_line_and_stores_nothing(team):
         b'{"id": "a", "label": 1, "score": 0.4, "prediction": 1}\n'
         b'{"id": "b", "label": 0, "score": 1.3, "prediction": 0}\n'
     )
-    run = start(team, records=bad, metrics=["auroc"])
+    with pytest.raises(ValidationError) as caught:
+        start(team, records=bad, metrics=["auroc"])
+    refusal = caught.value.error_dict["file"][0]
+    assert refusal.code == "invalid_records" and refusal.params == {"line": 2, "field": "score"}
+    assert not EvaluationRun.objects.exists()
+    # The job judges the file again, whatever the upload path checked.
+    run = start(team, records=bad, metrics=["auroc"], check_records=False)
     assert run_evaluation.apply(args=[run.pk]).get() == "failed: refused file"
     run.refresh_from_db()
     assert run.status == "failed"
@@ -320,7 +336,10 @@ def test_an_upload_is_scored_by_a_real_worker(celery_worker, live_db, settings):
     gate = team.project.gates.get(phase=Phase.PLANNING)
     assert [v.status for v in evaluations.criteria_verdicts(gate)] == ["pass"]
     bad = start(
-        team, records=b'{"id": "x", "label": 1, "score": 0.2}\n{not json\n', metrics=["auroc"]
+        team,
+        records=b'{"id": "x", "label": 1, "score": 0.2}\n{not json\n',
+        metrics=["auroc"],
+        check_records=False,
     )
     bad = wait_for(bad, {"succeeded", "failed"})
     assert bad.status == "failed" and "line 2" in bad.error_message

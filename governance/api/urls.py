@@ -1,0 +1,52 @@
+"""The REST API, version 1 (namespace "api")."""
+
+from django.urls import path
+
+from audits.api import views as audits
+from governance.api import schema  # noqa: F401 - registers the token scheme
+from governance.api import views as governance
+from lifecycle.api import views as lifecycle
+
+app_name = "api"
+
+P = "projects/<slug:slug>/"
+G = P + "gates/<str:phase>/"
+
+urlpatterns = [
+    path("projects/", governance.ProjectList.as_view(), name="project-list"),
+    path(P, governance.ProjectDetail.as_view(), name="project-detail"),
+    path(P + "memberships/", governance.MembershipList.as_view(), name="membership-list"),
+    path(
+        P + "memberships/<int:pk>/", governance.MembershipDetail.as_view(), name="membership-detail"
+    ),
+    path(P + "model-versions/", lifecycle.ModelVersionList.as_view(), name="model-version-list"),
+    path(
+        P + "dataset-versions/", lifecycle.DatasetVersionList.as_view(), name="dataset-version-list"
+    ),
+    path(P + "items/", lifecycle.ChecklistItemList.as_view(), name="item-list"),
+    path(P + "items/<str:key>/", lifecycle.ChecklistItemDetail.as_view(), name="item-detail"),
+    path(P + "items/<str:key>/evidence/", lifecycle.EvidenceList.as_view(), name="evidence-list"),
+    path(P + "items/<str:key>/comments/", lifecycle.CommentList.as_view(), name="comment-list"),
+    path(
+        P + "evidence/<int:pk>/download/",
+        lifecycle.EvidenceDownload.as_view(),
+        name="evidence-download",
+    ),
+    path(
+        P + "evidence/<int:pk>/withdraw/",
+        lifecycle.EvidenceWithdraw.as_view(),
+        name="evidence-withdraw",
+    ),
+    path(P + "gates/", lifecycle.GateList.as_view(), name="gate-list"),
+    path(G, lifecycle.GateDetail.as_view(), name="gate-detail"),
+    path(G + "submit/", lifecycle.GateSubmit.as_view(), name="gate-submit"),
+    path(G + "signoffs/", lifecycle.SignOffList.as_view(), name="signoff-list"),
+    path(G + "criteria/", lifecycle.CriterionList.as_view(), name="criterion-list"),
+    path(G + "criteria/<int:pk>/", lifecycle.CriterionDetail.as_view(), name="criterion-detail"),
+    path(P + "evaluation-runs/", lifecycle.EvaluationRunList.as_view(), name="run-list"),
+    path(
+        P + "evaluation-runs/<int:pk>/", lifecycle.EvaluationRunDetail.as_view(), name="run-detail"
+    ),
+    path(P + "audit-events/", audits.AuditEventList.as_view(), name="audit-event-list"),
+    path(P + "audit-events/export/", audits.AuditExport.as_view(), name="audit-export"),
+]

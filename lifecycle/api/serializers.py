@@ -1,0 +1,354 @@
+"""Input and output shapes of the lifecycle endpoints."""
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from governance.api.serializers import UserField
+from governance.models import Signature, SignatureMeaning
+from governance.roles import Role
+from lifecycle.models import (
+    Adaptation,
+    ChecklistItem,
+    Comment,
+    Comparator,
+    CriterionBound,
+    CriterionScope,
+    DatasetPurpose,
+    DatasetVersion,
+    EvaluationResult,
+    EvaluationRun,
+    Evidence,
+    Gate,
+    GateCriterion,
+    ItemStatus,
+    ModelVersion,
+)
+
+
+def _absolute(context: dict, name: str, *args) -> str:
+    return context["request"].build_absolute_uri(reverse(name, args=args))
+
+
+class ModelVersionOut(serializers.ModelSerializer):
+    created_by = UserField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "label", "base_model", "adaptation", "notes", "created_at", "created_by"]
+
+
+class ModelVersionIn(serializers.Serializer):
+    label = serializers.CharField(max_length=100)
+    base_model = serializers.CharField(max_length=200)
+    adaptation = serializers.ChoiceField(choices=Adaptation.choices)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DatasetVersionOut(serializers.ModelSerializer):
+    created_by = UserField()
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "id",
+            "label",
+            "purpose",
+            "description",
+            "row_count",
+            "sha256",
+            "created_at",
+            "created_by",
+        ]
+
+
+class DatasetVersionIn(serializers.Serializer):
+    label = serializers.CharField(max_length=100)
+    purpose = serializers.ChoiceField(choices=DatasetPurpose.choices)
+    row_count = serializers.IntegerField(min_value=0)
+    sha256 = serializers.CharField(max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ChecklistItemOut(serializers.ModelSerializer):
+    assignee = UserField(allow_null=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChecklistItem
+        fields = [
+            "key",
+            "phase",
+            "title",
+            "guidance",
+            "owner_role",
+            "required",
+            "evidence_required",
+            "status",
+            "justification",
+            "assignee",
+            "updated_at",
+            "url",
+        ]
+
+    def get_url(self, item: ChecklistItem) -> str:
+        return _absolute(self.context, "api:item-detail", item.project.slug, item.key)
+
+
+class ChecklistItemIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ItemStatus.choices, required=False)
+    justification = serializers.CharField(required=False, allow_blank=True)
+    assignee = serializers.CharField(
+        required=False, allow_null=True, help_text="Username of a project member, or null."
+    )
+
+
+class EvidenceOut(serializers.ModelSerializer):
+    item = serializers.CharField(source="item.key")
+    added_by = UserField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Evidence
+        fields = [
+            "id",
+            "item",
+            "kind",
+            "title",
+            "original_name",
+            "content_type",
+            "size",
+            "sha256",
+            "url",
+            "note",
+            "added_by",
+            "added_at",
+            "withdrawn_at",
+            "withdrawal_reason",
+            "download_url",
+        ]
+
+    def get_download_url(self, evidence: Evidence) -> str | None:
+        if evidence.kind != Evidence.Kind.FILE:
+            return None
+        return _absolute(
+            self.context, "api:evidence-download", evidence.item.project.slug, evidence.pk
+        )
+
+
+class EvidenceIn(serializers.Serializer):
+    """A file (multipart `file`), a link (`url`) or a note (`note`)."""
+
+    kind = serializers.ChoiceField(choices=Evidence.Kind.choices)
+    title = serializers.CharField(required=False, allow_blank=True, default="")
+    file = serializers.FileField(required=False)
+    url = serializers.CharField(required=False)
+    note = serializers.CharField(required=False)
+
+    def validate(self, data):
+        needed = {"file": "file", "link": "url", "note": "note"}[data["kind"]]
+        if not data.get(needed):
+            raise serializers.ValidationError({needed: f"Required for {data['kind']} evidence."})
+        return data
+
+
+class WithdrawIn(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+class CommentOut(serializers.ModelSerializer):
+    author = UserField()
+
+    class Meta:
+        model = Comment
+        fields = ["id", "author", "body", "created_at"]
+
+
+class CommentIn(serializers.Serializer):
+    body = serializers.CharField()
+
+
+class SignatureOut(serializers.ModelSerializer):
+    signer = UserField()
+    manifestation = serializers.CharField(read_only=True)
+    counts = serializers.SerializerMethodField(help_text="False once invalidated or superseded.")
+    invalidation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Signature
+        fields = [
+            "id",
+            "review_round",
+            "signer",
+            "signer_name",
+            "role",
+            "meaning",
+            "reason",
+            "signed_at",
+            "manifest_sha256",
+            "record_sha256",
+            "manifestation",
+            "counts",
+            "invalidation",
+        ]
+
+    def _invalidation(self, signature: Signature):
+        return getattr(signature, "invalidation", None)
+
+    def get_counts(self, signature: Signature) -> bool:
+        return self._invalidation(signature) is None
+
+    def get_invalidation(self, signature: Signature) -> dict | None:
+        why = self._invalidation(signature)
+        if why is None:
+            return None
+        return {"kind": why.kind, "cause": why.cause, "at": why.at, "event": why.cause_event_id}
+
+
+class SignIn(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    meaning = serializers.ChoiceField(choices=SignatureMeaning.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    password = serializers.CharField(
+        style={"input_type": "password"}, help_text="Re-authentication: the signer's password."
+    )
+    otp_token = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class CriterionOut(serializers.ModelSerializer):
+    expression = serializers.CharField(read_only=True)
+    verdict = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GateCriterion
+        fields = [
+            "id",
+            "metric",
+            "scope",
+            "group_attribute",
+            "bound",
+            "comparator",
+            "threshold",
+            "required",
+            "expression",
+            "verdict",
+        ]
+
+    def get_verdict(self, criterion: GateCriterion) -> dict | None:
+        verdict = self.context.get("verdicts", {}).get(criterion.pk)
+        if verdict is None:
+            return None
+        return {"status": verdict.status, "observed": verdict.observed, "detail": verdict.detail}
+
+
+class CriterionIn(serializers.Serializer):
+    metric = serializers.CharField()
+    scope = serializers.ChoiceField(choices=CriterionScope.choices, default="overall")
+    group_attribute = serializers.CharField(required=False, allow_blank=True, default="")
+    bound = serializers.ChoiceField(choices=CriterionBound.choices, default="value")
+    comparator = serializers.ChoiceField(choices=Comparator.choices)
+    threshold = serializers.FloatField()
+    required = serializers.BooleanField(default=True)
+
+
+class GateOut(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Gate
+        fields = [
+            "phase",
+            "position",
+            "state",
+            "review_round",
+            "cycle",
+            "opened_at",
+            "submitted_at",
+            "decided_at",
+            "decision_note",
+            "reopened_at",
+            "reopened_reason",
+            "url",
+        ]
+
+    def get_url(self, gate: Gate) -> str:
+        return _absolute(self.context, "api:gate-detail", gate.project.slug, gate.phase)
+
+
+class SubmitIn(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ResultOut(serializers.ModelSerializer):
+    class Meta:
+        model = EvaluationResult
+        fields = [
+            "metric",
+            "scope",
+            "group_attribute",
+            "group_value",
+            "value",
+            "ci_low",
+            "ci_high",
+            "n",
+            "reason",
+            "warnings",
+            "detail",
+        ]
+
+
+class EvaluationRunOut(serializers.ModelSerializer):
+    gate = serializers.CharField(source="gate.phase")
+    model_version = serializers.CharField(source="model_version.label")
+    dataset_version = serializers.CharField(source="dataset_version.label")
+    requested_by = UserField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationRun
+        fields = [
+            "id",
+            "gate",
+            "model_version",
+            "dataset_version",
+            "status",
+            "progress",
+            "progress_message",
+            "error_message",
+            "original_name",
+            "size",
+            "sha256",
+            "task",
+            "metrics",
+            "seed",
+            "resamples",
+            "n_records",
+            "attempts",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
+        ]
+
+    def get_url(self, run: EvaluationRun) -> str:
+        return _absolute(self.context, "api:run-detail", run.project.slug, run.pk)
+
+
+class EvaluationRunDetailOut(EvaluationRunOut):
+    results = ResultOut(many=True)
+
+    class Meta(EvaluationRunOut.Meta):
+        fields = [*EvaluationRunOut.Meta.fields, "warnings", "provenance", "results"]
+
+
+class EvaluationRunIn(serializers.Serializer):
+    file = serializers.FileField(help_text="Records: .jsonl or .csv (docs/metrics.md).")
+    gate = serializers.CharField(help_text="Phase of the gate, e.g. development.")
+    model_version = serializers.CharField(help_text="Label of a registered model version.")
+    dataset_version = serializers.CharField(help_text="Label of a registered dataset version.")
+    task = serializers.CharField(required=False, allow_blank=True, default="")
+    metrics = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Comma-separated metric keys."
+    )
+    seed = serializers.IntegerField(min_value=0, default=0)
+    resamples = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)

@@ -1,0 +1,507 @@
+"""Lifecycle endpoints: versions, checklist items, evidence, comments, gates, criteria,
+sign-offs and evaluation runs. Thin: parse, call the service, render."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from governance import signoffs
+from governance.api.base import ApiView, IdempotentCreate
+from governance.models import Signature, SignatureInvalidation, User
+from governance.services import signoff_create
+from lifecycle import evaluations, services
+from lifecycle.api import serializers as s
+from lifecycle.api.filters import ChecklistItemFilter, EvaluationRunFilter
+from lifecycle.models import (
+    ChecklistItem,
+    Comment,
+    DatasetVersion,
+    EvaluationRun,
+    Evidence,
+    Gate,
+    GateCriterion,
+    ModelVersion,
+)
+
+
+class ProjectChild(ApiView):
+    """An endpoint under /projects/{slug}/: the project is resolved (or 404) first."""
+
+    def project(self):
+        if not hasattr(self, "_project"):
+            self._project = self.get_project()
+        return self._project
+
+    def gate(self) -> Gate:
+        gate = self.project().gates.filter(phase=self.kwargs["phase"]).first()
+        if gate is None:
+            raise Http404
+        gate.project = self.project()
+        return gate
+
+    def item(self) -> ChecklistItem:
+        item = self.project().checklist_items.filter(key=self.kwargs["key"]).first()
+        if item is None:
+            raise Http404
+        return item
+
+
+# --- Versions ----------------------------------------------------------------------------------
+
+
+class ModelVersionList(ProjectChild):
+    queryset = ModelVersion.objects.none()
+    ordering_fields = ["created_at", "label"]
+    ordering = ["created_at"]
+    filterset_fields = ["adaptation"]
+
+    def scoped_queryset(self):
+        return ModelVersion.objects.filter(project=self.project()).select_related("created_by")
+
+    @extend_schema(responses=s.ModelVersionOut(many=True))
+    def get(self, request, slug):
+        return self.list_response(self.get_queryset(), s.ModelVersionOut)
+
+    @extend_schema(request=s.ModelVersionIn, responses={201: s.ModelVersionOut})
+    def post(self, request, slug):
+        data = s.ModelVersionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.model_version_create(
+            actor=request.user, project=self.project(), **data.validated_data
+        )
+        return Response(s.ModelVersionOut(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionList(ProjectChild):
+    queryset = DatasetVersion.objects.none()
+    ordering_fields = ["created_at", "label"]
+    ordering = ["created_at"]
+    filterset_fields = ["purpose"]
+
+    def scoped_queryset(self):
+        return DatasetVersion.objects.filter(project=self.project()).select_related("created_by")
+
+    @extend_schema(responses=s.DatasetVersionOut(many=True))
+    def get(self, request, slug):
+        return self.list_response(self.get_queryset(), s.DatasetVersionOut)
+
+    @extend_schema(request=s.DatasetVersionIn, responses={201: s.DatasetVersionOut})
+    def post(self, request, slug):
+        data = s.DatasetVersionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.dataset_version_create(
+            actor=request.user, project=self.project(), **data.validated_data
+        )
+        return Response(s.DatasetVersionOut(version).data, status=status.HTTP_201_CREATED)
+
+
+# --- Checklist ---------------------------------------------------------------------------------
+
+
+class ChecklistItemList(ProjectChild):
+    queryset = ChecklistItem.objects.none()
+    filterset_class = ChecklistItemFilter
+    ordering_fields = ["position", "updated_at", "status"]
+    ordering = ["position"]
+    search_fields = ["title", "key"]
+
+    def scoped_queryset(self):
+        return ChecklistItem.objects.filter(project=self.project()).select_related(
+            "assignee", "project"
+        )
+
+    @extend_schema(responses=s.ChecklistItemOut(many=True))
+    def get(self, request, slug):
+        return self.list_response(self.get_queryset(), s.ChecklistItemOut)
+
+
+class ChecklistItemDetail(ProjectChild):
+    def _out(self, item):
+        return Response(s.ChecklistItemOut(item, context={"request": self.request}).data)
+
+    @extend_schema(responses=s.ChecklistItemOut)
+    def get(self, request, slug, key):
+        return self._out(self.item())
+
+    @extend_schema(request=s.ChecklistItemIn, responses=s.ChecklistItemOut)
+    def patch(self, request, slug, key):
+        data = s.ChecklistItemIn(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        item = self.item()
+        if "assignee" in values:
+            assignee = None
+            if values["assignee"]:
+                assignee = User.objects.filter(username=values["assignee"]).first()
+                if assignee is None:
+                    raise ValidationError({"assignee": "No user has this username."})
+            item = services.checklist_item_assign(actor=request.user, item=item, assignee=assignee)
+        if "status" in values or "justification" in values:
+            item = services.checklist_item_update(
+                actor=request.user,
+                item=item,
+                status=values.get("status"),
+                justification=values.get("justification"),
+            )
+        return self._out(item)
+
+
+class EvidenceList(IdempotentCreate, ProjectChild):
+    queryset = Evidence.objects.none()
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    ordering = ["added_at"]
+    ordering_fields = ["added_at"]
+
+    def scoped_queryset(self):
+        return Evidence.objects.filter(item=self.item()).select_related("added_by", "item__project")
+
+    @extend_schema(responses=s.EvidenceOut(many=True))
+    def get(self, request, slug, key):
+        return self.list_response(self.get_queryset(), s.EvidenceOut)
+
+    @extend_schema(
+        request={"multipart/form-data": s.EvidenceIn, "application/json": s.EvidenceIn},
+        responses={201: s.EvidenceOut},
+        description="Attach a file (multipart), a link or a note. Send an `Idempotency-Key` "
+        "header to make retries safe.",
+    )
+    def post(self, request, slug, key):
+        return super().post(request, slug, key)
+
+    def create(self, request, slug, key):
+        data = s.EvidenceIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values, item = data.validated_data, self.item()
+        if values["kind"] == Evidence.Kind.FILE:
+            evidence = services.evidence_add_file(
+                actor=request.user, item=item, upload=values["file"], title=values["title"]
+            )
+        elif values["kind"] == Evidence.Kind.LINK:
+            evidence = services.evidence_add_link(
+                actor=request.user, item=item, url=values["url"], title=values["title"]
+            )
+        else:
+            evidence = services.evidence_add_note(
+                actor=request.user, item=item, note=values["note"], title=values["title"]
+            )
+        return Response(
+            s.EvidenceOut(evidence, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class EvidenceObject(ProjectChild):
+    def evidence(self) -> Evidence:
+        evidence = (
+            Evidence.objects.filter(item__project=self.project(), pk=self.kwargs["pk"])
+            .select_related("item__project", "added_by")
+            .first()
+        )
+        if evidence is None:
+            raise Http404
+        return evidence
+
+
+class EvidenceDownload(EvidenceObject):
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiResponse(description="The file.")}
+    )
+    def get(self, request, slug, pk):
+        evidence = self.evidence()
+        if evidence.kind != Evidence.Kind.FILE:
+            raise Http404
+        services.evidence_record_download(actor=request.user, evidence=evidence)
+        response = FileResponse(
+            evidence.file.open("rb"), as_attachment=True, filename=evidence.original_name
+        )
+        response["X-Content-SHA256"] = evidence.sha256
+        return response
+
+
+class EvidenceWithdraw(EvidenceObject):
+    @extend_schema(request=s.WithdrawIn, responses=s.EvidenceOut)
+    def post(self, request, slug, pk):
+        data = s.WithdrawIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        evidence = services.evidence_withdraw(
+            actor=request.user, evidence=self.evidence(), reason=data.validated_data["reason"]
+        )
+        return Response(s.EvidenceOut(evidence, context={"request": request}).data)
+
+
+class CommentList(ProjectChild):
+    queryset = Comment.objects.none()
+    ordering = ["created_at"]
+    ordering_fields = ["created_at"]
+
+    def scoped_queryset(self):
+        return Comment.objects.filter(item=self.item()).select_related("author")
+
+    @extend_schema(responses=s.CommentOut(many=True))
+    def get(self, request, slug, key):
+        return self.list_response(self.get_queryset(), s.CommentOut)
+
+    @extend_schema(request=s.CommentIn, responses={201: s.CommentOut})
+    def post(self, request, slug, key):
+        data = s.CommentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        comment = services.comment_add(
+            actor=request.user, item=self.item(), body=data.validated_data["body"]
+        )
+        return Response(s.CommentOut(comment).data, status=status.HTTP_201_CREATED)
+
+
+# --- Gates ---------------------------------------------------------------------------------------
+
+
+class GateList(ProjectChild):
+    queryset = Gate.objects.none()
+    ordering = ["position"]
+    ordering_fields = ["position"]
+    filterset_fields = ["state"]
+
+    def scoped_queryset(self):
+        return Gate.objects.filter(project=self.project()).select_related("project")
+
+    @extend_schema(responses=s.GateOut(many=True))
+    def get(self, request, slug):
+        return self.list_response(self.get_queryset(), s.GateOut)
+
+
+def _conditions(gate: Gate, context: dict[str, Any]) -> dict[str, Any]:
+    c = signoffs.gate_conditions(gate)
+    return {
+        "can_be_approved": c.can_be_approved,
+        "items_missing": [
+            {"key": i.key, "title": i.title, "status": i.status} for i in c.blocking_items
+        ],
+        "required_roles": c.required_roles,
+        "approvals": {
+            role: [sig.signer.get_username() for sig in sigs]
+            for role, sigs in c.approvals_by_role.items()
+        },
+        "missing_roles": c.missing_roles,
+        "separation_of_duties_met": c.separation_of_duties_met,
+        "criteria": [
+            {
+                "id": v.criterion.pk,
+                "expression": v.criterion.expression,
+                "required": v.criterion.required,
+                "verdict": v.status,
+                "observed": v.observed,
+                "detail": v.detail,
+            }
+            for v in c.verdicts
+        ],
+        "signatures": s.SignatureOut(c.signatures, many=True, context=context).data,
+        "invalidated_signatures": [
+            {
+                **s.SignatureOut(sig, context=context).data,
+                "invalidated_by": {
+                    "kind": why.kind,
+                    "cause": why.cause,
+                    "at": why.at,
+                    "event": why.cause_event_id,
+                },
+            }
+            for sig, why in c.invalidated
+        ],
+    }
+
+
+class GateDetail(ProjectChild):
+    @extend_schema(
+        responses=s.GateOut,
+        description="The gate with every condition of its "
+        "approval: items missing, criteria verdicts, signatures present, missing "
+        "and invalidated.",
+    )
+    def get(self, request, slug, phase):
+        gate = self.gate()
+        context = {"request": request}
+        return Response(
+            {**s.GateOut(gate, context=context).data, "conditions": _conditions(gate, context)}
+        )
+
+
+class GateSubmit(ProjectChild):
+    @extend_schema(request=s.SubmitIn, responses=s.GateOut)
+    def post(self, request, slug, phase):
+        data = s.SubmitIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        gate = services.gate_submit(
+            actor=request.user, gate=self.gate(), note=data.validated_data["note"]
+        )
+        gate.project = self.project()
+        return Response(s.GateOut(gate, context={"request": request}).data)
+
+
+class SignOffList(ProjectChild):
+    queryset = Signature.objects.none()
+    ordering = ["signed_at"]
+    ordering_fields = ["signed_at", "review_round"]
+    filterset_fields = ["review_round", "meaning", "role"]
+
+    def scoped_queryset(self):
+        return (
+            Signature.objects.filter(gate=self.gate())
+            .select_related("signer")
+            .prefetch_related(
+                Prefetch("invalidation", queryset=SignatureInvalidation.objects.all())
+            )
+        )
+
+    @extend_schema(responses=s.SignatureOut(many=True))
+    def get(self, request, slug, phase):
+        return self.list_response(self.get_queryset(), s.SignatureOut)
+
+    @extend_schema(
+        request=s.SignIn,
+        responses={201: s.SignatureOut},
+        description="Sign the gate in one of your roles. Re-authentication: your password "
+        "(and TOTP code when enrolled) in the request. A wrong password signs nothing, is "
+        "recorded, and counts towards a signing lockout.",
+    )
+    def post(self, request, slug, phase):
+        data = s.SignIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        signature = signoff_create(actor=request.user, gate=self.gate(), **data.validated_data)
+        return Response(s.SignatureOut(signature).data, status=status.HTTP_201_CREATED)
+
+
+class CriterionList(ProjectChild):
+    queryset = GateCriterion.objects.none()
+    ordering = ["id"]
+    ordering_fields = ["id"]
+
+    def scoped_queryset(self):
+        return GateCriterion.objects.filter(gate=self.gate())
+
+    def _verdicts(self):
+        return {v.criterion.pk: v for v in evaluations.criteria_verdicts(self.gate())}
+
+    @extend_schema(responses=s.CriterionOut(many=True))
+    def get(self, request, slug, phase):
+        return self.list_response(self.get_queryset(), s.CriterionOut, verdicts=self._verdicts())
+
+    @extend_schema(request=s.CriterionIn, responses={201: s.CriterionOut})
+    def post(self, request, slug, phase):
+        data = s.CriterionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        criterion = services.gate_criterion_create(
+            actor=request.user, gate=self.gate(), **data.validated_data
+        )
+        out = s.CriterionOut(criterion, context={"verdicts": self._verdicts()})
+        return Response(out.data, status=status.HTTP_201_CREATED)
+
+
+class CriterionDetail(ProjectChild):
+    def criterion(self) -> GateCriterion:
+        criterion = GateCriterion.objects.filter(gate=self.gate(), pk=self.kwargs["pk"]).first()
+        if criterion is None:
+            raise Http404
+        return criterion
+
+    def _out(self, criterion):
+        verdicts = {v.criterion.pk: v for v in evaluations.criteria_verdicts(criterion.gate)}
+        return Response(s.CriterionOut(criterion, context={"verdicts": verdicts}).data)
+
+    @extend_schema(responses=s.CriterionOut)
+    def get(self, request, slug, phase, pk):
+        return self._out(self.criterion())
+
+    @extend_schema(request=s.CriterionIn, responses=s.CriterionOut)
+    def patch(self, request, slug, phase, pk):
+        data = s.CriterionIn(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        criterion = services.gate_criterion_update(
+            actor=request.user, criterion=self.criterion(), **data.validated_data
+        )
+        return self._out(criterion)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, slug, phase, pk):
+        services.gate_criterion_delete(actor=request.user, criterion=self.criterion())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Evaluation runs --------------------------------------------------------------------------
+
+
+class EvaluationRunList(IdempotentCreate, ProjectChild):
+    queryset = EvaluationRun.objects.none()
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_class = EvaluationRunFilter
+    ordering = ["-created_at"]
+    ordering_fields = ["created_at", "finished_at", "status"]
+
+    def scoped_queryset(self):
+        return EvaluationRun.objects.filter(project=self.project()).select_related(
+            "gate", "model_version", "dataset_version", "requested_by", "project"
+        )
+
+    @extend_schema(responses=s.EvaluationRunOut(many=True))
+    def get(self, request, slug):
+        return self.list_response(self.get_queryset(), s.EvaluationRunOut)
+
+    @extend_schema(
+        request={"multipart/form-data": s.EvaluationRunIn},
+        responses={202: s.EvaluationRunOut},
+        description="Upload evaluation records for a gate; the file is checked at once (a "
+        "refused file answers 400 with its line and field) and scored by a background job. "
+        "Poll the run's URL. Send an `Idempotency-Key` header to make retries safe.",
+    )
+    def post(self, request, slug):
+        return super().post(request, slug)
+
+    def create(self, request, slug):
+        data = s.EvaluationRunIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values, project = data.validated_data, self.project()
+        gate = project.gates.filter(phase=values["gate"]).first()
+        model = project.model_versions.filter(label=values["model_version"]).first()
+        dataset = project.dataset_versions.filter(label=values["dataset_version"]).first()
+        missing = {
+            field: f"No {field.replace('_', ' ')} “{values[field]}” in this project."
+            for field, found in (
+                ("gate", gate),
+                ("model_version", model),
+                ("dataset_version", dataset),
+            )
+            if found is None
+        }
+        if missing:
+            raise ValidationError(missing)
+        run = services.evaluation_run_start(
+            actor=request.user,
+            gate=gate,
+            model_version=model,
+            dataset_version=dataset,
+            upload=values["file"],
+            task=values["task"],
+            metrics=[m.strip() for m in values["metrics"].split(",") if m.strip()],
+            seed=values["seed"],
+            resamples=values["resamples"],
+        )
+        body = s.EvaluationRunOut(run, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+class EvaluationRunDetail(ProjectChild):
+    @extend_schema(responses=s.EvaluationRunDetailOut)
+    def get(self, request, slug, pk):
+        run = (
+            EvaluationRun.objects.filter(project=self.project(), pk=pk)
+            .select_related("gate", "model_version", "dataset_version", "requested_by", "project")
+            .prefetch_related("results")
+            .first()
+        )
+        if run is None:
+            raise Http404
+        return Response(s.EvaluationRunDetailOut(run, context={"request": request}).data)

@@ -1,0 +1,355 @@
+"""Every endpoint in the OpenAPI schema × method × persona, against a declared policy.
+
+The endpoints come from the schema itself, so a new endpoint that is not declared here fails
+the suite. Each call runs in a rolled-back savepoint on a project prepared for it; lists must
+never show another project's objects.
+"""
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from governance.roles import Role
+from lifecycle import services
+from tests.api.helpers import client_for
+from tests.factories import PASSWORD, make_team, settle
+
+pytestmark = pytest.mark.django_db
+
+R = Role
+EVERYONE = set(Role)
+CONTRIBUTORS = {
+    R.PROJECT_LEAD,
+    R.CLINICAL_LEAD,
+    R.DATA_STEWARD,
+    R.PRIVACY_OFFICER,
+    R.CLINICAL_SAFETY_OFFICER,
+    R.COMPLIANCE_OFFICER,
+}
+AUDIT_READERS = {
+    R.PROJECT_LEAD,
+    R.PRIVACY_OFFICER,
+    R.CLINICAL_SAFETY_OFFICER,
+    R.COMPLIANCE_OFFICER,
+    R.COMMITTEE_CHAIR,
+    R.AUDITOR,
+}
+ITEM = "planning.data-privacy-plan"  # owned by the privacy officer
+
+
+@dataclass
+class Call:
+    """How to call an endpoint on a prepared team: the URL, the body, its format."""
+
+    path: str
+    data: dict | None = None
+    format: str = "json"
+
+
+def _versions(team):
+    services.model_version_create(
+        actor=team.creator, project=team.project, label="v1", base_model="b", adaptation="rag"
+    )
+    services.dataset_version_create(
+        actor=team.creator,
+        project=team.project,
+        label="d1",
+        purpose="test",
+        row_count=2,
+        sha256="e" * 64,
+    )
+
+
+def _run(team):
+    _versions(team)
+    return services.evaluation_run_start(
+        actor=team.creator,
+        gate=team.project.gates.first(),
+        model_version=team.project.model_versions.get(),
+        dataset_version=team.project.dataset_versions.get(),
+        upload=SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n'),
+        metrics=["auroc"],
+    )
+
+
+def _evidence(team):
+    item = team.project.checklist_items.get(key=ITEM)
+    return services.evidence_add_file(
+        actor=team.creator, item=item, upload=SimpleUploadedFile("e.txt", b"evidence")
+    )
+
+
+def _in_review(team):
+    settle(team, "planning")
+    services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
+
+
+def _criterion(team):
+    return services.gate_criterion_create(
+        actor=team[R.COMMITTEE_CHAIR],
+        gate=team.project.gates.first(),
+        metric="auroc",
+        comparator=">=",
+        threshold=0.8,
+    )
+
+
+def _p(team, rest=""):
+    return f"/api/v1/projects/{team.project.slug}/{rest}"
+
+
+def _records():
+    return SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n')
+
+
+# (schema path, method) -> (roles allowed, how to call it). `None` roles: no project role
+# suffices (a global permission is needed), so every persona is refused.
+POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
+    ("/api/v1/projects/", "get"): (EVERYONE, lambda t: Call("/api/v1/projects/")),
+    ("/api/v1/projects/", "post"): (
+        None,
+        lambda t: Call(
+            "/api/v1/projects/",
+            {
+                "name": "X",
+                "slug": "x-project",
+                "clinical_setting": "ED",
+                "intended_use": "u",
+                "intended_users": "nurses",
+                "task_category": "diagnostic_support",
+                "risk_tier": "low",
+            },
+        ),
+    ),
+    ("/api/v1/projects/{slug}/", "get"): (EVERYONE, lambda t: Call(_p(t))),
+    ("/api/v1/projects/{slug}/", "patch"): ({R.PROJECT_LEAD}, lambda t: Call(_p(t), {"name": "Y"})),
+    ("/api/v1/projects/{slug}/audit-events/", "get"): (
+        AUDIT_READERS,
+        lambda t: Call(_p(t, "audit-events/")),
+    ),
+    ("/api/v1/projects/{slug}/audit-events/export/", "get"): (
+        AUDIT_READERS,
+        lambda t: Call(_p(t, "audit-events/export/")),
+    ),
+    ("/api/v1/projects/{slug}/dataset-versions/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "dataset-versions/")),
+    ),
+    ("/api/v1/projects/{slug}/dataset-versions/", "post"): (
+        {R.PROJECT_LEAD, R.DATA_STEWARD},
+        lambda t: Call(
+            _p(t, "dataset-versions/"),
+            {"label": "d9", "purpose": "test", "row_count": 1, "sha256": "f" * 64},
+        ),
+    ),
+    ("/api/v1/projects/{slug}/model-versions/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "model-versions/")),
+    ),
+    ("/api/v1/projects/{slug}/model-versions/", "post"): (
+        {R.PROJECT_LEAD, R.DATA_STEWARD},
+        lambda t: Call(
+            _p(t, "model-versions/"), {"label": "m9", "base_model": "b", "adaptation": "rag"}
+        ),
+    ),
+    ("/api/v1/projects/{slug}/evaluation-runs/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "evaluation-runs/")),
+    ),
+    ("/api/v1/projects/{slug}/evaluation-runs/", "post"): (
+        {R.PROJECT_LEAD, R.DATA_STEWARD},
+        lambda t: (
+            _versions(t),
+            Call(
+                _p(t, "evaluation-runs/"),
+                {
+                    "file": _records(),
+                    "gate": "planning",
+                    "model_version": "v1",
+                    "dataset_version": "d1",
+                    "metrics": "auroc",
+                },
+                "multipart",
+            ),
+        )[1],
+    ),
+    ("/api/v1/projects/{slug}/evaluation-runs/{id}/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"evaluation-runs/{_run(t).pk}/")),
+    ),
+    ("/api/v1/projects/{slug}/evidence/{id}/download/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"evidence/{_evidence(t).pk}/download/")),
+    ),
+    ("/api/v1/projects/{slug}/evidence/{id}/withdraw/", "post"): (
+        {R.PROJECT_LEAD, R.PRIVACY_OFFICER},
+        lambda t: Call(_p(t, f"evidence/{_evidence(t).pk}/withdraw/"), {"reason": "Wrong"}),
+    ),
+    ("/api/v1/projects/{slug}/gates/", "get"): (EVERYONE, lambda t: Call(_p(t, "gates/"))),
+    ("/api/v1/projects/{slug}/gates/{phase}/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "gates/planning/")),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/criteria/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "gates/planning/criteria/")),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/criteria/", "post"): (
+        {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+        lambda t: Call(
+            _p(t, "gates/planning/criteria/"),
+            {"metric": "recall", "comparator": ">=", "threshold": 0.8},
+        ),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/criteria/{id}/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"gates/planning/criteria/{_criterion(t).pk}/")),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/criteria/{id}/", "patch"): (
+        {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+        lambda t: Call(_p(t, f"gates/planning/criteria/{_criterion(t).pk}/"), {"threshold": 0.7}),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/criteria/{id}/", "delete"): (
+        {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+        lambda t: Call(_p(t, f"gates/planning/criteria/{_criterion(t).pk}/")),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/signoffs/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "gates/planning/signoffs/")),
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/signoffs/", "post"): (
+        EVERYONE - {R.AUDITOR},
+        lambda t: (
+            _in_review(t),
+            Call(
+                _p(t, "gates/planning/signoffs/"),
+                {"role": t.acting_role, "meaning": "review", "password": PASSWORD},
+            ),
+        )[1],
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/submit/", "post"): (
+        {R.PROJECT_LEAD},
+        lambda t: (settle(t, "planning"), Call(_p(t, "gates/planning/submit/"), {}))[1],
+    ),
+    ("/api/v1/projects/{slug}/items/", "get"): (EVERYONE, lambda t: Call(_p(t, "items/"))),
+    ("/api/v1/projects/{slug}/items/{key}/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"items/{ITEM}/")),
+    ),
+    ("/api/v1/projects/{slug}/items/{key}/", "patch"): (
+        {R.PROJECT_LEAD, R.PRIVACY_OFFICER},
+        lambda t: Call(_p(t, f"items/{ITEM}/"), {"status": "in_progress"}),
+    ),
+    ("/api/v1/projects/{slug}/items/{key}/comments/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"items/{ITEM}/comments/")),
+    ),
+    ("/api/v1/projects/{slug}/items/{key}/comments/", "post"): (
+        EVERYONE - {R.AUDITOR},
+        lambda t: Call(_p(t, f"items/{ITEM}/comments/"), {"body": "Fine."}),
+    ),
+    ("/api/v1/projects/{slug}/items/{key}/evidence/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"items/{ITEM}/evidence/")),
+    ),
+    ("/api/v1/projects/{slug}/items/{key}/evidence/", "post"): (
+        CONTRIBUTORS,
+        lambda t: Call(_p(t, f"items/{ITEM}/evidence/"), {"kind": "note", "note": "Reviewed."}),
+    ),
+    ("/api/v1/projects/{slug}/memberships/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "memberships/")),
+    ),
+    ("/api/v1/projects/{slug}/memberships/", "post"): (
+        {R.PROJECT_LEAD},
+        lambda t: Call(
+            _p(t, "memberships/"), {"username": t.outsider.username, "role": "committee_member"}
+        ),
+    ),
+    ("/api/v1/projects/{slug}/memberships/{id}/", "delete"): (
+        {R.PROJECT_LEAD},
+        lambda t: Call(
+            _p(t, f"memberships/{t.project.memberships.get(role='committee_member').pk}/")
+        ),
+    ),
+}
+
+PERSONAS = ["anonymous", "outsider", *Role]
+
+
+def schema_operations() -> set[tuple[str, str]]:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {(path, method) for path, ops in schema["paths"].items() for method in ops}
+
+
+def test_every_endpoint_in_the_schema_is_in_the_policy():
+    operations = schema_operations()
+    assert operations - set(POLICY) == set(), "declare who may call the new endpoint"
+    assert set(POLICY) - operations == set(), "the policy names an endpoint that is gone"
+
+
+@contextmanager
+def rolled_back():
+    """A savepoint always rolled back, marked like Django's TestCase blocks so that the
+    signing service's durable transaction may run inside it."""
+    atomic = transaction.atomic()
+    atomic._from_testcase = True
+    with atomic:
+        yield
+        transaction.set_rollback(True)
+
+
+def expected(persona, path: str, method: str, allowed: set | None) -> set[int]:
+    if persona == "anonymous":
+        return {401}
+    if persona == "outsider":
+        if path == "/api/v1/projects/":
+            return {200} if method == "get" else {403}
+        return {404}  # an invisible project does not exist for the caller
+    if allowed is not None and persona in allowed:
+        return {200, 201, 202, 204}
+    return {403}
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(POLICY))
+def test_authorization_matrix(path, method):
+    allowed, build = POLICY[(path, method)]
+    team = make_team()
+    foreign = make_team()
+    services.model_version_create(
+        actor=foreign.creator,
+        project=foreign.project,
+        label="FOREIGN-model",
+        base_model="FOREIGN",
+        adaptation="rag",
+    )
+    outcomes = {}
+    for persona in PERSONAS:
+        with rolled_back():
+            team.acting_role = persona if persona in Role.values else R.COMMITTEE_MEMBER
+            call = build(team)
+            if persona == "anonymous":
+                client = APIClient()
+            else:
+                client = client_for(team.outsider if persona == "outsider" else team[persona])
+            response = getattr(client, method)(call.path, call.data, format=call.format)
+            outcomes[persona] = response.status_code
+            assert response.status_code in expected(persona, path, method, allowed), (
+                persona,
+                response.status_code,
+                getattr(response, "data", None),
+            )
+            if (
+                method == "get"
+                and response.status_code == 200
+                and "json" in response["Content-Type"]
+            ):
+                body = response.content.decode()
+                assert foreign.project.slug not in body and "FOREIGN" not in body
+    assert len(outcomes) == len(PERSONAS)

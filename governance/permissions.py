@@ -5,11 +5,13 @@ grant (`governance.roles.ROLE_PERMISSIONS`); `sync_member_permissions` restores 
 membership change, inside the same transaction.
 """
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 
 from governance.models import Membership, Project, ProjectUserObjectPermission, User
-from governance.roles import permissions_for_roles
+from governance.roles import PROJECT_PERMISSIONS, permissions_for_roles
 
 APP = "governance"
 
@@ -81,3 +83,34 @@ def sync_member_permissions(project: Project, user: User) -> None:
 
 def is_member(user: User, project: Project) -> bool:
     return Membership.objects.filter(project=project, user=user).exists()
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one user may do on one project, read once for a whole page (two queries), so that
+    a page can show only the controls the user may use without a query per control."""
+
+    roles: frozenset[str]
+    perms: frozenset[str]
+
+    def can(self, codename: str) -> bool:
+        return codename in self.perms
+
+
+def project_access(user: User, project: Project) -> Access:
+    if not user.is_authenticated or not user.is_active:
+        return Access(frozenset(), frozenset())
+    roles = frozenset(roles_of(user, project))
+    perms = set(
+        ProjectUserObjectPermission.objects.filter(user=user, content_object=project).values_list(
+            "permission__codename", flat=True
+        )
+    )
+    if user.is_superuser:
+        perms |= {codename for codename, _ in PROJECT_PERMISSIONS} | {
+            "view_project",
+            "change_project",
+        }
+    elif user.has_perm(f"{APP}.view_project"):
+        perms.add("view_project")
+    return Access(roles, frozenset(perms))

@@ -1,18 +1,21 @@
 """Permission-restricted reads about projects: callers never filter in Python."""
 
 from django.db.models import QuerySet
-from guardian.shortcuts import get_objects_for_user
 
-from governance.models import Membership, Project, User
+from governance.models import Membership, Project, ProjectUserObjectPermission, User
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:
-    """Projects `user` may see: those they hold a role on, or all with the global permission."""
+    """Projects `user` may see: those their roles grant `view_project` on (django-guardian's
+    direct object permissions), or every project with the explicit global permission."""
     if not user.is_authenticated or not user.is_active:
         return Project.objects.none()
-    return get_objects_for_user(
-        user, "governance.view_project", klass=Project, accept_global_perms=True
-    )
+    if user.has_perm("governance.view_project"):
+        return Project.objects.all()
+    granted = ProjectUserObjectPermission.objects.filter(
+        user=user, permission__codename="view_project"
+    ).values("content_object")
+    return Project.objects.filter(pk__in=granted)
 
 
 def project_get_for_user(user: User, slug: str) -> Project:

@@ -3,33 +3,45 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from audits import views as audits_views
 from governance import views
 from lifecycle import views as lifecycle_views
 
 # Uploaded evidence is never served from MEDIA_URL: only through the permission-checked view.
+P = "projects/<slug:slug>/"
+
 urlpatterns = [
     path("", views.home, name="home"),
-    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path(P, views.project_overview, name="project-detail"),
+    path(P + "phases/<str:phase>/", lifecycle_views.phase_page, name="phase"),
+    path(P + "items/<str:key>/status/", lifecycle_views.item_status, name="item-status"),
+    path(P + "items/<str:key>/assign/", lifecycle_views.item_assign, name="item-assign"),
+    path(P + "items/<str:key>/evidence/", lifecycle_views.item_evidence, name="item-evidence"),
+    path(P + "items/<str:key>/comments/", lifecycle_views.item_comment, name="item-comment"),
     path(
-        "projects/<slug:slug>/gates/<str:phase>/submit/",
-        lifecycle_views.gate_submit_view,
-        name="gate-submit",
+        P + "evidence/<int:pk>/withdraw/",
+        lifecycle_views.evidence_withdraw,
+        name="evidence-withdraw",
     ),
+    path(P + "gates/<str:phase>/submit/", lifecycle_views.gate_submit_view, name="gate-submit"),
+    path(P + "gates/<str:phase>/sign/", lifecycle_views.gate_sign_view, name="gate-sign"),
     path(
-        "projects/<slug:slug>/gates/<str:phase>/sign/",
-        lifecycle_views.gate_sign_view,
-        name="gate-sign",
+        P + "gates/<str:phase>/evaluations/",
+        lifecycle_views.evaluation_upload,
+        name="evaluation-upload",
     ),
+    path(P + "runs/<int:pk>/", lifecycle_views.run_page, name="run"),
+    path(P + "audit/", audits_views.timeline, name="audit-timeline"),
     path(
         "evidence/<int:pk>/download/",
         lifecycle_views.evidence_download,
         name="evidence-download",
     ),
+    path("account/", views.account, name="account"),
+    path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     # Only log in and out: password changes go through the audited user services.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/", views.account, name="account"),
-    path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("governance.api.urls")),

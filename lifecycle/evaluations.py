@@ -21,12 +21,16 @@ FAIRNESS_METRICS = {"demographic_parity_difference", "equalized_odds_difference"
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
+# The order that makes a gate's most recent succeeded run come first.
+LATEST_FIRST = ("-finished_at", "-id")
+
+
 def latest_run(gate: Gate) -> EvaluationRun | None:
     """The gate's most recent succeeded run: the one its criteria are judged on."""
     return (
         EvaluationRun.objects.filter(gate=gate, status=RunStatus.SUCCEEDED)
         .select_related("model_version", "dataset_version")
-        .order_by("-finished_at", "-id")
+        .order_by(*LATEST_FIRST)
         .first()
     )
 

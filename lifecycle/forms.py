@@ -2,7 +2,8 @@
 
 from django import forms
 
-from governance.models import SignatureMeaning
+from governance.models import SignatureMeaning, User
+from lifecycle.models import Evidence, ItemStatus
 
 
 class SignForm(forms.Form):
@@ -36,3 +37,62 @@ class SubmitForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Note to the committee"
     )
+
+
+class ItemStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=ItemStatus.choices)
+    justification = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required for Not applicable.",
+    )
+
+
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(queryset=None, required=False, empty_label="Unassigned")
+
+    def __init__(self, *args, members: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = User.objects.filter(pk__in=[m.pk for m in members])
+
+
+class EvidenceForm(forms.Form):
+    kind = forms.ChoiceField(choices=Evidence.Kind.choices, initial=Evidence.Kind.FILE)
+    title = forms.CharField(required=False, max_length=200)
+    file = forms.FileField(required=False)
+    url = forms.URLField(required=False, assume_scheme="https", max_length=2000, label="Link")
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        data = super().clean()
+        needed = {"file": "file", "link": "url", "note": "note"}.get(data.get("kind"))
+        if needed and not data.get(needed):
+            self.add_error(needed, f"Give the {self.fields[needed].label or needed} to attach.")
+        return data
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(label="Comment", widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class WithdrawForm(forms.Form):
+    reason = forms.CharField(label="Why withdraw it?")
+
+
+class EvaluationUploadForm(forms.Form):
+    file = forms.FileField(label="Records file (.jsonl or .csv)")
+    model_version = forms.ModelChoiceField(queryset=None)
+    dataset_version = forms.ModelChoiceField(queryset=None)
+    metrics = forms.CharField(
+        required=False,
+        help_text="Comma-separated metric keys; empty uses the project's task preset.",
+    )
+    resamples = forms.IntegerField(min_value=1, max_value=10_000, initial=1000)
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model_version"].queryset = project.model_versions.all()
+        self.fields["dataset_version"].queryset = project.dataset_versions.all()
+
+    def clean_metrics(self) -> list[str]:
+        return [m.strip() for m in self.cleaned_data["metrics"].split(",") if m.strip()]

@@ -135,6 +135,11 @@ class ItemStatus(models.TextChoices):
     NOT_APPLICABLE = "not_applicable", "Not applicable"
 
 
+# An item is settled when it is done or justified as not applicable; a required item that is
+# not settled blocks its gate.
+SETTLED_STATUSES = (ItemStatus.DONE, ItemStatus.NOT_APPLICABLE)
+
+
 class ChecklistItem(models.Model):
     """A project's copy of a template consideration, with its status and evidence.
 
@@ -194,7 +199,7 @@ class ChecklistItem(models.Model):
     @property
     def is_settled(self) -> bool:
         """Done, or justified as not applicable: what gate submission requires."""
-        return self.status in (self.Status.DONE, self.Status.NOT_APPLICABLE)
+        return self.status in SETTLED_STATUSES
 
 
 def evidence_upload_to(evidence: "Evidence", filename: str) -> str:

@@ -5,7 +5,7 @@ from django.db.models import Count, Q, QuerySet
 
 from governance.models import Project, User
 from governance.selectors import projects_for_user
-from lifecycle.models import ChecklistItem, ChecklistTemplate, Evidence, Gate
+from lifecycle.models import SETTLED_STATUSES, ChecklistItem, ChecklistTemplate, Evidence, Gate
 
 
 def active_template() -> ChecklistTemplate:
@@ -20,7 +20,7 @@ def active_template() -> ChecklistTemplate:
 
 def gates_for_project(project: Project) -> QuerySet[Gate]:
     """The project's gates in phase order, annotated with their item counts."""
-    settled = Q(items__status__in=[ChecklistItem.Status.DONE, ChecklistItem.Status.NOT_APPLICABLE])
+    settled = Q(items__status__in=SETTLED_STATUSES)
     return (
         Gate.objects.filter(project=project)
         .annotate(
@@ -42,9 +42,7 @@ def checklist_items_for_user(user: User, *, project: Project | None = None) -> Q
 
 def blocking_items(gate: Gate) -> QuerySet[ChecklistItem]:
     """Required items of the gate that are neither done nor justified as not applicable."""
-    return gate.items.filter(required=True).exclude(
-        status__in=[ChecklistItem.Status.DONE, ChecklistItem.Status.NOT_APPLICABLE]
-    )
+    return gate.items.filter(required=True).exclude(status__in=SETTLED_STATUSES)
 
 
 def evidence_for_user(user: User) -> QuerySet[Evidence]:

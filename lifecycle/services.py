@@ -918,8 +918,8 @@ def _result_rows(run: EvaluationRun, result: dict) -> list[EvaluationResult]:
     def row(metric: str, scope: str, attribute: str, value: str, data: dict) -> EvaluationResult:
         scalar = data.get("value")
         detail = {} if isinstance(scalar, int | float) or scalar is None else {"value": scalar}
-        if "labels" in data:
-            detail["labels"] = data["labels"]
+        # Non-scalar companions: confusion-matrix labels, the ROC curve, reliability bins.
+        detail.update({k: data[k] for k in ("labels", "curve", "bins") if k in data})
         return EvaluationResult(
             run=run,
             metric=metric,

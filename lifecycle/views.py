@@ -1,21 +1,354 @@
-"""Lifecycle views: thin adapters over selectors and services."""
+"""Lifecycle pages: the phase page (checklist, evidence, comments, gate panel), its htmx
+partial updates, the sign and submit actions, evaluation uploads and the run page.
+
+Views parse input, call one service, and render; every rule is in the services, and controls
+a user may not use are not shown (the services refuse them anyway).
+"""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from governance.models import Project
+from governance import signoffs
+from governance.admin_base import add_service_errors
+from governance.models import Membership, Project, User
+from governance.permissions import Access, project_access
 from governance.roles import Role
 from governance.selectors import project_get_for_user
-from governance.services import signoff_create
-from governance.signoffs import roles_that_may_sign
-from lifecycle.forms import SignForm, SubmitForm
-from lifecycle.models import Evidence, Gate
+from governance.services import ReauthenticationFailed, signoff_create
+from lifecycle import charts, evaluations, services
+from lifecycle.forms import (
+    AssignForm,
+    CommentForm,
+    EvaluationUploadForm,
+    EvidenceForm,
+    ItemStatusForm,
+    SignForm,
+    SubmitForm,
+    WithdrawForm,
+)
+from lifecycle.models import (
+    ChecklistItem,
+    Comment,
+    EvaluationResult,
+    EvaluationRun,
+    Evidence,
+    Gate,
+    GateState,
+    ResultScope,
+    RunStatus,
+)
+from lifecycle.permissions import can_edit_item
 from lifecycle.selectors import evidence_for_user
-from lifecycle.services import evidence_record_download, gate_submit
+
+
+def _project(request: HttpRequest, slug: str) -> Project:
+    try:
+        return project_get_for_user(request.user, slug)
+    except Project.DoesNotExist:
+        raise Http404("No such project.") from None
+
+
+def _gate(project: Project, phase: str) -> Gate:
+    gate = Gate.objects.filter(project=project, phase=phase).first()
+    if gate is None:
+        raise Http404("No such phase.")
+    gate.project = project
+    return gate
+
+
+def _item(project: Project, key: str) -> ChecklistItem:
+    item = (
+        ChecklistItem.objects.filter(project=project, key=key)
+        .select_related("assignee", "gate")
+        .prefetch_related(*_item_prefetches())
+        .first()
+    )
+    if item is None:
+        raise Http404("No such checklist item.")
+    item.project = project
+    return item
+
+
+def _item_prefetches():
+    return (
+        Prefetch(
+            "evidence", queryset=Evidence.objects.select_related("added_by").order_by("added_at")
+        ),
+        Prefetch(
+            "comments", queryset=Comment.objects.select_related("author").order_by("created_at")
+        ),
+    )
+
+
+def _phase_url(project: Project, phase: str, anchor: str = "") -> str:
+    url = reverse("phase", args=[project.slug, phase])
+    return f"{url}#{anchor}" if anchor else url
+
+
+# --- The phase page -----------------------------------------------------------------------------
+
+
+def _members(project: Project) -> list[User]:
+    users = {m.user for m in Membership.objects.filter(project=project).select_related("user")}
+    return sorted(users, key=lambda u: (u.last_name, u.username))
+
+
+def _item_context(item: ChecklistItem, access: Access, user: User, members, **forms) -> dict:
+    editable = can_edit_item(user, item, access) and item.gate.state != GateState.LOCKED
+    return {
+        "item": item,
+        "editable": editable,
+        "can_add_evidence": access.can("add_evidence") and item.gate.state != GateState.LOCKED,
+        "can_comment": access.can("comment"),
+        "members": members,
+        "status_form": forms.get("status_form")
+        or ItemStatusForm(initial={"status": item.status, "justification": item.justification}),
+        "evidence_form": forms.get("evidence_form") or EvidenceForm(),
+        "comment_form": forms.get("comment_form") or CommentForm(),
+        "assign_form": forms.get("assign_form"),
+        "withdraw_form": forms.get("withdraw_form"),
+        # Refusals that belong to no field (e.g. "your roles do not allow this"), shown once
+        # on the card, also to someone who was never shown the control.
+        "refusals": [e for form in forms.values() if form for e in form.non_field_errors()],
+    }
+
+
+@login_required
+def phase_page(
+    request: HttpRequest, slug: str, phase: str, *, sign_form=None, upload_form=None, status=200
+):
+    """One phase: its checklist edited inline, and the gate panel with every condition."""
+    project = _project(request, slug)
+    gate = _gate(project, phase)
+    access = project_access(request.user, project)
+    members = _members(project)
+    items = list(
+        ChecklistItem.objects.filter(gate=gate)
+        .select_related("assignee")
+        .prefetch_related(*_item_prefetches())
+        .order_by("position")
+    )
+    for item in items:
+        item.project, item.gate = project, gate
+    conditions = signoffs.gate_conditions(gate) if gate.state != GateState.LOCKED else None
+    signed = conditions and any(s.signer_id == request.user.pk for s in conditions.signatures)
+    sign_roles = []
+    if gate.state == GateState.IN_REVIEW and not signed:
+        sign_roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
+    runs = list(
+        EvaluationRun.objects.filter(gate=gate)
+        .select_related("gate", "model_version", "dataset_version", "requested_by")
+        .order_by("-created_at")[:20]
+    )
+    return render(
+        request,
+        "lifecycle/phase.html",
+        {
+            "project": project,
+            "gate": gate,
+            "phases": list(project.gates.order_by("position")),
+            "items": [_item_context(i, access, request.user, members) for i in items],
+            "conditions": conditions,
+            "access": access,
+            "sign_form": sign_form or (SignForm(roles=sign_roles) if sign_roles else None),
+            "dialog_open": sign_form is not None,
+            "can_submit": access.can("submit_gate")
+            and gate.state in (GateState.OPEN, GateState.CHANGES_REQUESTED),
+            "upload_form": upload_form
+            or (_upload_form(project) if access.can("upload_evaluation") else None),
+            "runs": runs,
+            "trends": _trend_charts(gate, runs, conditions),
+        },
+        status=status,
+    )
+
+
+def _upload_form(project: Project, data=None, files=None) -> EvaluationUploadForm:
+    return EvaluationUploadForm(data, files, project=project)
+
+
+def _trend_charts(gate: Gate, runs: list[EvaluationRun], conditions) -> list[charts.Chart]:
+    """Each criterion's metric across the gate's succeeded runs, oldest first, with its CI."""
+    done = [r for r in reversed(runs) if r.status == RunStatus.SUCCEEDED]
+    verdicts = conditions.verdicts if conditions else []
+    metrics = {v.criterion.metric: v.criterion for v in verdicts}
+    if not done or not metrics:
+        return []
+    rows: dict[tuple[int, str], EvaluationResult] = {}
+    for result in EvaluationResult.objects.filter(run__in=done, metric__in=metrics).exclude(
+        scope=ResultScope.GROUP
+    ):
+        if (
+            result.scope == ResultScope.OVERALL
+            or result.group_attribute == metrics[result.metric].group_attribute
+        ):
+            rows[(result.run_id, result.metric)] = result
+    out = []
+    for metric, criterion in metrics.items():
+        bars = []
+        for run in done:
+            r = rows.get((run.pk, metric))
+            bars.append(
+                (
+                    f"run {run.pk} · {run.model_version.label}",
+                    r.value if r else None,
+                    r.ci_low if r else None,
+                    r.ci_high if r else None,
+                    "" if r and r.value is not None else "no value",
+                )
+            )
+        out.append(
+            charts.interval_bars(
+                f"trend-{gate.phase}-{metric}",
+                f"{metric} across runs",
+                f"{metric} of each succeeded run of this gate, oldest first, with its 95% "
+                f"confidence interval; the dashed line is the criterion {criterion.expression}.",
+                bars,
+                threshold=criterion.threshold,
+                value_label=metric,
+            )
+        )
+    return out
+
+
+# --- Item actions (htmx partials; plain form posts redirect back) ------------------------------
+
+
+def _item_response(request: HttpRequest, project: Project, item: ChecklistItem, **forms):
+    """The refreshed item card for htmx, or a redirect back to the phase for a plain post."""
+    if not request.headers.get("HX-Request"):
+        for form in forms.values():
+            for errors in form.errors.values():
+                for error in errors:
+                    messages.error(request, error)
+        return redirect(_phase_url(project, item.phase, f"item-{item.key}"))
+    item = _item(project, item.key)
+    context = _item_context(
+        item, project_access(request.user, project), request.user, _members(project), **forms
+    )
+    status = 400 if any(form.errors for form in forms.values()) else 200
+    return render(request, "lifecycle/partials/item.html", context, status=status)
+
+
+def _run_service(form, call):
+    """The service's result, or None with its refusal added to the form's errors."""
+    try:
+        return call()
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+    return None
+
+
+def _item_action(
+    request: HttpRequest, slug: str, key: str, name: str, make_form, act
+) -> HttpResponse:
+    """Validate the form `make_form(project)` builds, call the service through
+    `act(item, cleaned_data)`, and answer with the item card (carrying the form under `name`,
+    with its errors)."""
+    project = _project(request, slug)
+    item = _item(project, key)
+    form = make_form(project)
+    if form.is_valid():
+        _run_service(form, lambda: act(item, form.cleaned_data))
+    return _item_response(request, project, item, **{name: form})
+
+
+@login_required
+@require_POST
+def item_status(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    return _item_action(
+        request,
+        slug,
+        key,
+        "status_form",
+        lambda project: ItemStatusForm(request.POST),
+        lambda item, data: services.checklist_item_update(
+            actor=request.user,
+            item=item,
+            status=data["status"],
+            justification=data["justification"],
+        ),
+    )
+
+
+@login_required
+@require_POST
+def item_assign(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    return _item_action(
+        request,
+        slug,
+        key,
+        "assign_form",
+        lambda project: AssignForm(request.POST, members=_members(project)),
+        lambda item, data: services.checklist_item_assign(
+            actor=request.user, item=item, assignee=data["assignee"]
+        ),
+    )
+
+
+EVIDENCE_SERVICES = {
+    # kind → (service, its argument, the form field holding the value)
+    Evidence.Kind.FILE: (services.evidence_add_file, "upload", "file"),
+    Evidence.Kind.LINK: (services.evidence_add_link, "url", "url"),
+    Evidence.Kind.NOTE: (services.evidence_add_note, "note", "note"),
+}
+
+
+def _add_evidence(actor, item: ChecklistItem, data: dict):
+    add, argument, field = EVIDENCE_SERVICES[data["kind"]]
+    return add(actor=actor, item=item, title=data["title"], **{argument: data[field]})
+
+
+@login_required
+@require_POST
+def item_evidence(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    return _item_action(
+        request,
+        slug,
+        key,
+        "evidence_form",
+        lambda project: EvidenceForm(request.POST, request.FILES),
+        lambda item, data: _add_evidence(request.user, item, data),
+    )
+
+
+@login_required
+@require_POST
+def item_comment(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    return _item_action(
+        request,
+        slug,
+        key,
+        "comment_form",
+        lambda project: CommentForm(request.POST),
+        lambda item, data: services.comment_add(actor=request.user, item=item, body=data["body"]),
+    )
+
+
+@login_required
+@require_POST
+def evidence_withdraw(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    project = _project(request, slug)
+    evidence = Evidence.objects.filter(item__project=project, pk=pk).select_related("item").first()
+    if evidence is None:
+        raise Http404("No such evidence.")
+    form = WithdrawForm(request.POST)
+    if form.is_valid():
+        _run_service(
+            form,
+            lambda: services.evidence_withdraw(
+                actor=request.user, evidence=evidence, reason=form.cleaned_data["reason"]
+            ),
+        )
+    return _item_response(request, project, evidence.item, withdraw_form=form)
 
 
 @login_required
@@ -26,7 +359,7 @@ def evidence_download(request: HttpRequest, pk: int) -> FileResponse:
         evidence = evidence_for_user(request.user).get(pk=pk, kind=Evidence.Kind.FILE)
     except Evidence.DoesNotExist:
         raise Http404("No such evidence.") from None
-    evidence_record_download(actor=request.user, evidence=evidence)
+    services.evidence_record_download(actor=request.user, evidence=evidence)
     response = FileResponse(
         evidence.file.open("rb"), as_attachment=True, filename=evidence.original_name
     )
@@ -34,12 +367,7 @@ def evidence_download(request: HttpRequest, pk: int) -> FileResponse:
     return response
 
 
-def _gate_for(request: HttpRequest, slug: str, phase: str) -> Gate:
-    try:
-        project = project_get_for_user(request.user, slug)
-        return project.gates.select_related("project").get(phase=phase)
-    except (Project.DoesNotExist, Gate.DoesNotExist):
-        raise Http404("No such gate.") from None
+# --- Gate actions ---------------------------------------------------------------------------
 
 
 def _refused(request: HttpRequest, exc: Exception) -> None:
@@ -50,32 +378,149 @@ def _refused(request: HttpRequest, exc: Exception) -> None:
 @login_required
 @require_POST
 def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
-    gate = _gate_for(request, slug, phase)
+    project = _project(request, slug)
+    gate = _gate(project, phase)
     form = SubmitForm(request.POST)
     form.is_valid()
     try:
-        gate_submit(actor=request.user, gate=gate, note=form.cleaned_data.get("note", ""))
+        services.gate_submit(actor=request.user, gate=gate, note=form.cleaned_data.get("note", ""))
         messages.success(request, f"The {gate.phase_enum.label} gate is now in review.")
     except (ValidationError, PermissionDenied) as exc:
         _refused(request, exc)
-    return redirect(f"{gate.project.get_absolute_url()}#gate-{gate.phase}")
+    return redirect(_phase_url(project, phase, "gate"))
 
 
 @login_required
 @require_POST
 def gate_sign_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
-    """Sign a gate with re-authentication; every rule is the service's."""
-    gate = _gate_for(request, slug, phase)
-    roles = [(r, Role(r).label) for r in roles_that_may_sign(request.user, gate)]
+    """Sign with re-authentication; a refusal re-opens the dialog with the error at its field."""
+    project = _project(request, slug)
+    gate = _gate(project, phase)
+    roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
     form = SignForm(request.POST, roles=roles)
-    if not form.is_valid():
-        for field, errors in form.errors.items():
-            for error in errors:
-                messages.error(request, f"{form.fields[field].label or field}: {error}")
-        return redirect(f"{gate.project.get_absolute_url()}#gate-{gate.phase}")
-    try:
-        signature = signoff_create(actor=request.user, gate=gate, **form.cleaned_data)
-        messages.success(request, f"Signed: {signature.manifestation}")
-    except (ValidationError, PermissionDenied) as exc:
-        _refused(request, exc)
-    return redirect(f"{gate.project.get_absolute_url()}#gate-{gate.phase}")
+    if form.is_valid():
+        try:
+            signature = signoff_create(actor=request.user, gate=gate, **form.cleaned_data)
+        except ReauthenticationFailed as exc:
+            form.add_error("password", str(exc))
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Signed: {signature.manifestation}")
+            return redirect(_phase_url(project, phase, "gate"))
+    return phase_page(request, slug, phase, sign_form=form, status=400)
+
+
+@login_required
+@require_POST
+def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
+    """Start a run; a refused upload shows the phase page again with the errors next to the
+    fields (a bad records file: its line and field under the file input)."""
+    project = _project(request, slug)
+    gate = _gate(project, phase)
+    form = _upload_form(project, request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        run = _run_service(
+            form,
+            lambda: services.evaluation_run_start(
+                actor=request.user,
+                gate=gate,
+                model_version=data["model_version"],
+                dataset_version=data["dataset_version"],
+                upload=data["file"],
+                metrics=data["metrics"],
+                resamples=data["resamples"],
+            ),
+        )
+    if form.errors:
+        return phase_page(request, slug, phase, upload_form=form, status=400)
+    messages.success(request, f"Evaluation run {run.pk} queued.")
+    return redirect("run", project.slug, run.pk)
+
+
+# --- The evaluation run page ----------------------------------------------------------------
+
+
+@login_required
+def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Metrics with intervals and verdicts, subgroups with warnings, charts and provenance."""
+    project = _project(request, slug)
+    run = (
+        EvaluationRun.objects.filter(project=project, pk=pk)
+        .select_related("gate", "model_version", "dataset_version", "requested_by")
+        .first()
+    )
+    if run is None:
+        raise Http404("No such evaluation run.")
+    results = list(run.results.all())
+    overall = [r for r in results if r.scope == ResultScope.OVERALL]
+    fairness = [r for r in results if r.scope == ResultScope.FAIRNESS]
+    groups: dict[str, dict[str, dict[str, EvaluationResult]]] = {}
+    for r in results:
+        if r.scope == ResultScope.GROUP:
+            groups.setdefault(r.group_attribute, {}).setdefault(r.group_value, {})[r.metric] = r
+    latest = evaluations.latest_run(run.gate)
+    verdicts = [evaluations.judge(c, results) for c in run.gate.criteria.order_by("id")]
+    scalar_metrics = [r.metric for r in overall if r.value is not None or r.reason]
+    return render(
+        request,
+        "lifecycle/run.html",
+        {
+            "project": project,
+            "run": run,
+            "overall": overall,
+            "fairness": fairness,
+            "groups": groups,
+            "group_metrics": [m for m in scalar_metrics if m != "confusion_matrix"],
+            "verdicts": verdicts,
+            "is_latest": latest is not None and latest.pk == run.pk,
+            "charts": _run_charts(overall, groups, [v.criterion.metric for v in verdicts]),
+        },
+    )
+
+
+def _run_charts(
+    overall: list[EvaluationResult], groups: dict, criteria_metrics: list[str]
+) -> list[charts.Chart]:
+    found: list[charts.Chart] = []
+    by_metric = {r.metric: r for r in overall}
+    if (auroc := by_metric.get("auroc")) and auroc.detail.get("curve"):
+        found.append(charts.roc_curve("roc", auroc.detail["curve"], auroc.value))
+    if (ece := by_metric.get("ece")) and ece.detail.get("bins"):
+        found.append(charts.reliability_diagram("calibration", ece.detail["bins"], ece.value))
+    if (matrix := by_metric.get("confusion_matrix")) and matrix.detail.get("value"):
+        found.append(
+            charts.confusion_matrix("confusion", matrix.detail["value"], matrix.detail["labels"])
+        )
+    # Subgroup bars for the metrics the gate's criteria name, else the first three.
+    named = [m for m in criteria_metrics if m in by_metric] or [
+        m for m, r in by_metric.items() if r.value is not None and m != "confusion_matrix"
+    ][:3]
+    for metric in named:
+        for attribute, values in groups.items():
+            bars = [
+                (
+                    f"{attribute} = {value}",
+                    metrics[metric].value,
+                    metrics[metric].ci_low,
+                    metrics[metric].ci_high,
+                    "small group" if metrics[metric].warnings else "",
+                )
+                for value, metrics in sorted(values.items())
+                if metric in metrics
+            ]
+            if bars:
+                found.append(
+                    charts.interval_bars(
+                        f"groups-{metric}-{attribute}",
+                        f"{metric} by {attribute}",
+                        f"{metric} in each {attribute} subgroup with its 95% confidence "
+                        "interval; ⚠ marks a subgroup below the minimum size.",
+                        bars,
+                        value_label=metric,
+                    )
+                )
+    return found

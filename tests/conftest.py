@@ -13,6 +13,15 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http_session(django_test_environment):
+    """The live server (session-wide) serves plain http: no HTTPS redirect, no HSTS."""
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SECURE_HSTS_SECONDS = 0
+
+
 @pytest.fixture(autouse=True)
 def _test_http(settings, tmp_path):
     # The suite runs with production settings (DEBUG off), minus HTTPS and collected assets,

@@ -1,5 +1,6 @@
 """Factories and personas: a project with one member per role, plus an outsider."""
 
+import hashlib
 from dataclasses import dataclass, field
 
 import factory
@@ -120,3 +121,23 @@ def pass_gate(team: Team, phase) -> None:
     gate = team.project.gates.get(phase=phase)
     lifecycle_services.gate_submit(actor=team.creator, gate=gate)
     approve(team, team.project.gates.get(phase=phase))
+
+
+def make_versions(
+    team: Team, model: str = "v1", dataset: str = "d1", purpose: str = "test", rows: int = 400
+):
+    """A model version and the dataset version it is evaluated on, registered by the lead."""
+    from lifecycle import services as lifecycle_services
+
+    model_version = lifecycle_services.model_version_create(
+        actor=team.creator, project=team.project, label=model, base_model="b", adaptation="rag"
+    )
+    dataset_version = lifecycle_services.dataset_version_create(
+        actor=team.creator,
+        project=team.project,
+        label=dataset,
+        purpose=purpose,
+        row_count=rows,
+        sha256=hashlib.sha256(dataset.encode()).hexdigest(),
+    )
+    return model_version, dataset_version

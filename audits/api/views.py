@@ -1,10 +1,12 @@
 """The audit trail over the API: a project's events, filtered, and its export."""
 
+import datetime
 import io
 
 import django_filters
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 
@@ -53,10 +55,28 @@ class AuditEventOut(serializers.ModelSerializer):
         return event.actor_user.get_username() if event.actor_user else None
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, given to the database in UTC: Python accepts offsets up to ±24 hours,
+    PostgreSQL only up to ±16."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValidationError("This time is out of range.", code="invalid") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(field_name="actor_user__username")
-    since = django_filters.IsoDateTimeFilter(field_name="recorded_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="recorded_at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="recorded_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="recorded_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
@@ -67,6 +87,7 @@ class AuditEventList(ApiView):
     """The project's audit trail, newest first (for roles that may read it)."""
 
     queryset = AuditEvent.objects.none()
+    reads_need_permission = True
     filterset_class = AuditEventFilter
     ordering_fields = ["sequence", "recorded_at"]
 
@@ -84,6 +105,8 @@ class AuditEventList(ApiView):
 class AuditExport(ApiView):
     """The project's chain as JSON Lines with its hashes; verify it offline with
     `manage.py verify_audit --file`. The export is itself recorded."""
+
+    reads_need_permission = True
 
     @extend_schema(
         responses={(200, "application/x-ndjson"): OpenApiResponse(description="The chain.")}

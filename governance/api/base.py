@@ -15,6 +15,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, status
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.generics import GenericAPIView
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -23,6 +24,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from audits.context import token_context
+from governance.api.schema import ApiAutoSchema
 from governance.models import ApiToken, IdempotentRequest, Project
 from governance.selectors import projects_for_user
 
@@ -97,6 +99,15 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 # --- Views ------------------------------------------------------------------------------------
 
 
+class Metadata(SimpleMetadata):
+    """OPTIONS names the endpoint and its formats. The request and response shapes are in the
+    OpenAPI schema: DRF's own description would need one serializer per view, and ours have an
+    input and an output serializer per method."""
+
+    def determine_actions(self, request: Request, view: APIView) -> dict:
+        return {}
+
+
 class ApiView(GenericAPIView):
     """Base of every endpoint: authenticated, token-scoped, attributed in the audit trail.
 
@@ -107,6 +118,11 @@ class ApiView(GenericAPIView):
     permission_classes = [IsAuthenticated, TokenScope]
     filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
     pagination_class = Pagination
+    metadata_class = Metadata
+    schema = ApiAutoSchema()
+    # The OpenAPI schema lists 403 for writes; views whose reads need a permission beyond seeing
+    # the project (the audit trail) say so here.
+    reads_need_permission = False
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -123,18 +139,24 @@ class ApiView(GenericAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if any("\x00" in value for value in kwargs.values() if isinstance(value, str)):
+            # No slug, phase or item key contains NUL, and PostgreSQL refuses to compare with one.
+            raise Http404
         if isinstance(request.auth, ApiToken):
             # Everything the services record for this request names the token too; the
             # middleware's context is restored when the request ends.
             self._token_context = token_context(request.auth.pk)
             self._token_context.__enter__()
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        context = getattr(self, "_token_context", None)
-        if context is not None:
-            context.__exit__(None, None, None)
-            self._token_context = None
-        return super().finalize_response(request, response, *args, **kwargs)
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # Also after an unhandled exception (a 500), which skips finalize_response.
+            context = getattr(self, "_token_context", None)
+            if context is not None:
+                context.__exit__(None, None, None)
+                self._token_context = None
 
     def visible_projects(self):
         """Projects the caller may see, narrowed to the token's projects when it has some."""
@@ -152,10 +174,24 @@ class ApiView(GenericAPIView):
             raise Http404 from None
 
 
+class NotFound(ApiView):
+    """Any other path under the API: 404 in the API's error body (after authentication), not
+    the site's HTML page. Catches path values the converters refuse, such as a non-numeric id."""
+
+    schema = None  # not an endpoint
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise Http404
+
+    options = http_method_not_allowed
+
+
 class IdempotentCreate:
     """POST with an `Idempotency-Key` header: a retry gets the first response back instead of
     creating a second object. The key is remembered per user, in the same transaction as the
     creation, so a failed request can simply be retried."""
+
+    idempotent = True  # the OpenAPI schema documents the header and its 409 and 422 answers
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key", "").strip()
@@ -194,6 +230,12 @@ class IdempotentCreate:
                 _error(409, "in_progress", "The first request with this key is still running."),
                 status=status.HTTP_409_CONFLICT,
             )
-        return Response(
-            first.body, status=first.status_code, headers={"Idempotent-Replayed": "true"}
-        )
+        headers = {"Idempotent-Replayed": "true"}
+        location = self.location(first.body)
+        if location:
+            headers["Location"] = location
+        return Response(first.body, status=first.status_code, headers=headers)
+
+    def location(self, body: Any) -> str | None:
+        """The Location header of a success (the view's own, repeated on a replay)."""
+        return None

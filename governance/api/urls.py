@@ -1,10 +1,11 @@
 """The REST API, version 1 (namespace "api")."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from audits.api import views as audits
 from governance.api import schema  # noqa: F401 - registers the token scheme
 from governance.api import views as governance
+from governance.api.base import NotFound
 from lifecycle.api import views as lifecycle
 
 app_name = "api"
@@ -49,4 +50,7 @@ urlpatterns = [
     ),
     path(P + "audit-events/", audits.AuditEventList.as_view(), name="audit-event-list"),
     path(P + "audit-events/export/", audits.AuditExport.as_view(), name="audit-export"),
+    # Last: any other path ending in a slash answers the API's JSON 404 (a path without the
+    # slash is redirected to it first, by APPEND_SLASH).
+    re_path(r"^(?:[^/]*/)*$", NotFound.as_view()),
 ]

@@ -274,6 +274,63 @@ class GateOut(serializers.ModelSerializer):
         return _absolute(self.context, "api:gate-detail", gate.project.slug, gate.phase)
 
 
+class ItemRefOut(serializers.Serializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.ChoiceField(choices=ItemStatus.choices)
+
+
+class CriterionVerdictOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    expression = serializers.CharField(help_text="As the committee writes it: auroc >= 0.85.")
+    required = serializers.BooleanField()
+    verdict = serializers.ChoiceField(choices=["pass", "fail", "no data"])
+    observed = serializers.FloatField(
+        allow_null=True, help_text="The deciding number (the worst one where several apply)."
+    )
+    detail = serializers.CharField()
+
+
+class InvalidationOut(serializers.Serializer):
+    kind = serializers.CharField()
+    cause = serializers.CharField()
+    at = serializers.DateTimeField()
+    event = serializers.IntegerField(allow_null=True, help_text="The audit event that caused it.")
+
+
+class InvalidatedSignatureOut(SignatureOut):
+    invalidated_by = InvalidationOut()
+
+    class Meta(SignatureOut.Meta):
+        fields = [*SignatureOut.Meta.fields, "invalidated_by"]
+
+
+class ConditionsOut(serializers.Serializer):
+    """Every condition of the gate's approval (governance.signoffs.gate_conditions)."""
+
+    can_be_approved = serializers.BooleanField()
+    items_missing = ItemRefOut(many=True, help_text="Required items not done or justified.")
+    required_roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices))
+    approvals = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Role → usernames of its current approvals.",
+    )
+    missing_roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices))
+    separation_of_duties_met = serializers.BooleanField()
+    criteria = CriterionVerdictOut(many=True)
+    signatures = SignatureOut(many=True, help_text="Signatures that count in this round.")
+    invalidated_signatures = InvalidatedSignatureOut(many=True)
+
+
+class GateDetailOut(GateOut):
+    """A gate with its conditions. Describes what `lifecycle.api.views.GateDetail` renders."""
+
+    conditions = ConditionsOut()
+
+    class Meta(GateOut.Meta):
+        fields = [*GateOut.Meta.fields, "conditions"]
+
+
 class SubmitIn(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")
 

@@ -6,7 +6,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -210,15 +211,24 @@ class EvidenceObject(ProjectChild):
 
 class EvidenceDownload(EvidenceObject):
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiResponse(description="The file.")}
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                description="The file, as an attachment; its SHA-256 in `X-Content-SHA256`."
+            )
+        }
     )
     def get(self, request, slug, pk):
         evidence = self.evidence()
         if evidence.kind != Evidence.Kind.FILE:
             raise Http404
         services.evidence_record_download(actor=request.user, evidence=evidence)
+        # Always an opaque attachment: the uploaded content type (in the evidence's
+        # `content_type`) came from the uploader and is not trusted to render.
         response = FileResponse(
-            evidence.file.open("rb"), as_attachment=True, filename=evidence.original_name
+            evidence.file.open("rb"),
+            as_attachment=True,
+            filename=evidence.original_name,
+            content_type="application/octet-stream",
         )
         response["X-Content-SHA256"] = evidence.sha256
         return response
@@ -317,7 +327,7 @@ def _conditions(gate: Gate, context: dict[str, Any]) -> dict[str, Any]:
 
 class GateDetail(ProjectChild):
     @extend_schema(
-        responses=s.GateOut,
+        responses=s.GateDetailOut,
         description="The gate with every condition of its "
         "approval: items missing, criteria verdicts, signatures present, missing "
         "and invalidated.",
@@ -453,6 +463,16 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
     @extend_schema(
         request={"multipart/form-data": s.EvaluationRunIn},
         responses={202: s.EvaluationRunOut},
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                OpenApiParameter.HEADER,
+                response=[202],
+                required=True,
+                description="The run's URL, to poll.",
+            )
+        ],
         description="Upload evaluation records for a gate; the file is checked at once (a "
         "refused file answers 400 with its line and field) and scored by a background job. "
         "Poll the run's URL. Send an `Idempotency-Key` header to make retries safe.",
@@ -490,7 +510,12 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
             resamples=values["resamples"],
         )
         body = s.EvaluationRunOut(run, context={"request": request}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        return Response(
+            body, status=status.HTTP_202_ACCEPTED, headers={"Location": self.location(body)}
+        )
+
+    def location(self, body: Any) -> str | None:
+        return body["url"]
 
 
 class EvaluationRunDetail(ProjectChild):

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import bootstrap, classification, fairness, outcomes, text
+from . import bootstrap, classification, curves, fairness, outcomes, text
 from .bootstrap import Statistic, Unit, undefined
 from .context import Builder, Context, MatrixValue, Result
 from .records import Dataset, Limits, parse_records
@@ -256,6 +256,8 @@ def _assemble(
         metrics_out[key] = entry
         warnings.extend(f"metrics.{key}: {w}" for w in entry.get("warnings", []))
 
+    _attach_curves(ctx, overall, metrics_out)
+
     groups_out: dict[str, dict[str, Any]] = {}
     for unit in subgroups:
         general, rates = _group_notes(ctx, unit)
@@ -287,6 +289,20 @@ def _assemble(
         "warnings": warnings,
         "provenance": _provenance(ctx, dataset, task=task, resamples=resamples),
     }
+
+
+def _attach_curves(ctx: Context, overall: Unit, metrics_out: dict[str, Any]) -> None:
+    """The ROC curve with a defined `auroc` and the reliability bins with a defined `ece`,
+    over all records, for the charts of the product's run page."""
+    wanted = [k for k in ("auroc", "ece") if metrics_out.get(k, {}).get("value") is not None]
+    if not wanted:
+        return
+    y = classification.binary_values(ctx)[0][overall.indices]
+    score = ctx.floats("score")[overall.indices]
+    if "auroc" in wanted:
+        metrics_out["auroc"]["curve"] = curves.roc_points(y.astype(np.int64), score)
+    if "ece" in wanted:
+        metrics_out["ece"]["bins"] = curves.reliability_bins(y, score)
 
 
 def _version(package: str) -> str | None:

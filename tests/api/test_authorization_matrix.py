@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from governance.roles import Role
 from lifecycle import services
 from tests.api.helpers import client_for
-from tests.factories import PASSWORD, make_team, settle
+from tests.factories import PASSWORD, make_team, make_versions, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -52,22 +52,8 @@ class Call:
     format: str = "json"
 
 
-def _versions(team):
-    services.model_version_create(
-        actor=team.creator, project=team.project, label="v1", base_model="b", adaptation="rag"
-    )
-    services.dataset_version_create(
-        actor=team.creator,
-        project=team.project,
-        label="d1",
-        purpose="test",
-        row_count=2,
-        sha256="e" * 64,
-    )
-
-
 def _run(team):
-    _versions(team)
+    make_versions(team)
     return services.evaluation_run_start(
         actor=team.creator,
         gate=team.project.gates.first(),
@@ -165,7 +151,7 @@ POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
     ("/api/v1/projects/{slug}/evaluation-runs/", "post"): (
         {R.PROJECT_LEAD, R.DATA_STEWARD},
         lambda t: (
-            _versions(t),
+            make_versions(t),
             Call(
                 _p(t, "evaluation-runs/"),
                 {

@@ -29,7 +29,7 @@ from lifecycle.models import (
     ModelVersion,
 )
 from lifecycle.phases import Phase
-from tests.factories import PASSWORD, UserFactory, approve, make_team
+from tests.factories import PASSWORD, UserFactory, approve, make_team, make_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +83,8 @@ GLOBAL_SERVICES = {
     "signoff_requirement_delete",
     "otp_device_save",
     "otp_device_delete",
+    "api_token_create",
+    "api_token_revoke",
 }
 # Internal steps run inside another service's transaction, never called on their own.
 INTERNAL = {"checklist_instantiate"}
@@ -158,17 +160,7 @@ def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
     if service == "gate_start_review_cycle":
         return {"gate": _approved_monitoring(team)}
     if service == "evaluation_run_start":
-        model = services.model_version_create(
-            actor=team.creator, project=project, label="m1", base_model="b", adaptation="rag"
-        )
-        dataset = services.dataset_version_create(
-            actor=team.creator,
-            project=project,
-            label="d1",
-            purpose="test",
-            row_count=2,
-            sha256="e" * 64,
-        )
+        model, dataset = make_versions(team)
         return {
             "gate": _gate(team),
             "model_version": model,

@@ -319,7 +319,7 @@ def test_the_page_shows_signatures_and_what_invalidated_them(client, team):
     pass_gate(team, Phase.PLANNING)
     settle_change(team)
     client.force_login(team[Role.AUDITOR])
-    page = client.get(team.project.get_absolute_url()).content.decode()
+    page = client.get(f"/projects/{team.project.slug}/phases/planning/").content.decode()
     assert "Reopened after approval." in page
     assert "Signatures that no longer count" in page
     signature = Signature.objects.first()

@@ -45,13 +45,14 @@ def test_a_global_view_permission_shows_every_project(client):
     assert first.project.name in page and second.project.name in page
 
 
-def test_the_project_page_shows_gates_checklist_and_team(client, team):
+def test_the_project_page_shows_gates_and_team_and_the_phase_page_its_checklist(client, team):
     client.force_login(team[Role.COMMITTEE_MEMBER])
     page = client.get(team.project.get_absolute_url()).content.decode()
     assert "Project definition and planning" in page
     assert "Locked" in page and "Open" in page
-    assert team.project.checklist_items.first().title in page
     assert team[Role.PRIVACY_OFFICER].get_full_name() in page
+    phase = client.get(f"/projects/{team.project.slug}/phases/planning/").content.decode()
+    assert team.project.checklist_items.first().title in phase
 
 
 def test_an_outsider_gets_404_on_a_project_page(client, team):

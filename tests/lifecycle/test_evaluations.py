@@ -17,26 +17,11 @@ from lifecycle import evaluations, services
 from lifecycle.models import EvaluationResult, EvaluationRun, Gate
 from lifecycle.phases import Phase
 from lifecycle.tasks import run_evaluation, sweep_evaluation_runs
-from tests.factories import approve, make_team, pass_gate, settle, sign
+from tests.factories import approve, make_team, make_versions, pass_gate, settle, sign
 
 pytestmark = pytest.mark.django_db
 
 METRICS = ["recall", "auroc", "confusion_matrix", "demographic_parity_difference"]
-
-
-def versions(team):
-    model = services.model_version_create(
-        actor=team.creator, project=team.project, label="v1", base_model="Llama", adaptation="rag"
-    )
-    dataset = services.dataset_version_create(
-        actor=team.creator,
-        project=team.project,
-        label="test-2026",
-        purpose="test",
-        row_count=400,
-        sha256="d" * 64,
-    )
-    return model, dataset
 
 
 def start(
@@ -52,7 +37,7 @@ def start(
     model, dataset = (
         (team.project.model_versions.get(), team.project.dataset_versions.get())
         if team.project.model_versions.exists()
-        else versions(team)
+        else make_versions(team)
     )
     data = (
         records
@@ -107,7 +92,7 @@ def test_bad_upload_requests_are_refused_with_the_field(team):
         start(team, metrics=["auroc", "telepathy"])
     assert "telepathy" in caught.value.message_dict["metrics"][0]
     other = make_team()
-    foreign, _ = versions(other)
+    foreign, _ = make_versions(other)
     with pytest.raises(ValidationError) as caught:
         services.evaluation_run_start(
             actor=team[Role.DATA_STEWARD],
@@ -353,7 +338,7 @@ def test_a_worker_killed_mid_run_leaves_one_set_of_results(celery_worker, live_d
     run = services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
         gate=team.project.gates.get(phase=Phase.PLANNING),
-        model_version=versions(team)[0],
+        model_version=make_versions(team)[0],
         dataset_version=team.project.dataset_versions.get(),
         upload=ContentFile(records, name="big.jsonl"),
         metrics=[

@@ -1,0 +1,73 @@
+"""The project audit timeline page, with its filters and the chain's verification status."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from audits import checkpoints
+from audits.models import Action, AuditChain
+from audits.selectors import audit_timeline
+from audits.verification import verify_chain
+from governance.models import Membership, Project, User
+from governance.permissions import project_access
+from governance.selectors import project_get_for_user
+
+
+class TimelineFilter(forms.Form):
+    actor = forms.ModelChoiceField(queryset=None, required=False, empty_label="Anyone")
+    action = forms.ChoiceField(required=False, choices=[("", "Any action"), *Action.choices])
+    target_type = forms.CharField(
+        required=False, label="Object type", help_text="e.g. lifecycle.gate"
+    )
+    since = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        members = Membership.objects.filter(project=project).values("user")
+        self.fields["actor"].queryset = User.objects.filter(pk__in=members).order_by("last_name")
+
+
+@login_required
+def timeline(request: HttpRequest, slug: str) -> HttpResponse:
+    """Who did what, when, from where, and why — newest first — and whether the chain holds."""
+    try:
+        project = project_get_for_user(request.user, slug)
+    except Project.DoesNotExist:
+        raise Http404("No such project.") from None
+    access = project_access(request.user, project)
+    if not access.can("view_audit"):
+        raise PermissionDenied("Your roles on this project do not include reading its audit trail.")
+    form = TimelineFilter(request.GET or None, project=project)
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    events = audit_timeline(
+        request.user, project=project, **{k: v for k, v in filters.items() if v}
+    )
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    chain = AuditChain.objects.filter(project=project).first()
+    latest = checkpoints.latest_by_chain().get(chain.key) if chain else None
+    result, problem = verify_chain(chain, latest) if chain else (None, None)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "audits/timeline.html",
+        {
+            "project": project,
+            "access": access,
+            "form": form,
+            "page": page,
+            "chain": chain,
+            "length": result.length if result else 0,
+            "problem": problem,
+            "checkpoint": latest,
+            "query": query.urlencode(),
+        },
+    )

@@ -1,0 +1,66 @@
+// A little vanilla JavaScript: modal dialogs and the evidence form's kind switch.
+// Everything works without it (forms post normally); this only makes it smoother.
+(function () {
+  "use strict";
+
+  function openDialog(dialog, opener) {
+    dialog.showModal();
+    dialog.returnFocusTo = opener || null;
+    var first = dialog.querySelector("input:not([type=hidden]), select, textarea, button");
+    if (first) first.focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("[data-open-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.getAttribute("data-open-dialog"));
+      if (dialog) { event.preventDefault(); openDialog(dialog, opener); }
+      return;
+    }
+    var closer = event.target.closest("[data-close-dialog]");
+    if (closer) { closer.closest("dialog").close(); }
+  });
+
+  document.addEventListener("close", function (event) {
+    var dialog = event.target;
+    if (dialog.returnFocusTo) dialog.returnFocusTo.focus();
+  }, true);
+
+  function syncEvidenceKind(form) {
+    var kind = form.querySelector("[name=kind]:checked, select[name=kind]");
+    if (!kind) return;
+    form.querySelectorAll("[data-kind]").forEach(function (row) {
+      row.hidden = row.getAttribute("data-kind") !== kind.value;
+    });
+  }
+
+  function init(root) {
+    root.querySelectorAll("form.evidence-form").forEach(syncEvidenceKind);
+    root.querySelectorAll("dialog[data-open-on-load]").forEach(function (d) { openDialog(d); });
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest("form.evidence-form");
+    if (form && event.target.name === "kind") syncEvidenceKind(form);
+  });
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { init(event.target); });
+
+  // An inline change the server refused outright (403, 404, 5xx) or could not reach: say so
+  // instead of leaving the card as it was without a word.
+  function requestFailed(text) {
+    var box = document.getElementById("request-error");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = false;
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    requestFailed(status === 403 || status === 404
+      ? "Error: that change is not allowed (" + status + "). Reload the page to see the current state."
+      : "Error: the server could not make that change (" + status + "). Nothing was saved; try again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    requestFailed("Error: the server could not be reached. Nothing was saved; try again.");
+  });
+})();

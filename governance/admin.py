@@ -4,17 +4,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from governance import services, signoffs
 from governance.admin_base import (
+    DraftRowsInline,
     ServiceForm,
     ServiceModelAdmin,
     UniqueInlineFormSet,
-    action_with_text,
+    VersionedRulesAdmin,
 )
 from governance.models import (
     ApiToken,
@@ -338,90 +339,39 @@ class RequirementFormSet(UniqueInlineFormSet):
     unique_fields = ("phase", "risk_tier", "role")
 
 
-class SignOffRequirementInline(admin.TabularInline):
+class SignOffRequirementInline(DraftRowsInline, admin.TabularInline):
     model = SignOffRequirement
+    change_permission = "governance.change_signoffpolicy"
     formset = RequirementFormSet
     extra = 0
     fields = ["phase", "risk_tier", "role"]
 
-    def _editable(self, request, obj) -> bool:
-        return (
-            obj is not None
-            and not services.policy_in_use(obj)
-            and request.user.has_perm("governance.change_signoffpolicy")
-        )
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
+    def in_use(self, obj: SignOffPolicy) -> bool:
+        return services.policy_in_use(obj)
 
 
 @admin.register(SignOffPolicy)
-class SignOffPolicyAdmin(admin.ModelAdmin):
+class SignOffPolicyAdmin(VersionedRulesAdmin):
     """Which roles must approve each gate, per risk tier. A policy in use is frozen: copy it
     to a new version, edit the draft, then activate it for new projects."""
 
+    change_permission = "governance.change_signoffpolicy"
     list_display = ["version", "name", "is_active", "created_at", "created_by"]
     readonly_fields = ["version", "name", "is_active", "created_at", "created_by"]
     inlines = [SignOffRequirementInline]
-    actions = ["new_version", "activate"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    def create_version(self, actor, source, version):
+        return services.signoff_policy_create_version(actor=actor, source=source, version=version)
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def activate_version(self, actor, obj) -> None:
+        services.signoff_policy_activate(actor=actor, policy=obj)
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("governance.change_signoffpolicy")
+    def save_row(self, actor, row, parent) -> None:
+        row.policy = parent
+        services.signoff_requirement_save(actor=actor, requirement=row)
 
-    def save_model(self, request, obj, form, change) -> None:
-        return None  # the policy's own fields are read-only; only its requirements change
-
-    def save_formset(self, request, form, formset, change) -> None:
-        changed = formset.save(commit=False)  # builds the objects, writes nothing
-        for deleted in formset.deleted_objects:
-            services.signoff_requirement_delete(actor=request.user, requirement=deleted)
-        for requirement in changed:
-            requirement.policy = form.instance
-            services.signoff_requirement_save(actor=request.user, requirement=requirement)
-
-    @admin.action(description="Create a new version from the selected policy")
-    def new_version(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one policy to copy.", level="error")
-            return None
-
-        def apply(version: str) -> None:
-            try:
-                policy = services.signoff_policy_create_version(
-                    actor=request.user, source=queryset.get(), version=version
-                )
-            except (ValidationError, PermissionDenied) as exc:
-                self.message_user(request, "; ".join(getattr(exc, "messages", [str(exc)])), "error")
-                return
-            self.message_user(request, f"Created draft {policy}; edit it, then activate.")
-
-        return action_with_text(
-            self, request, queryset, title="New policy version", label="Version", apply=apply
-        )
-
-    @admin.action(description="Activate the selected policy for new projects")
-    def activate(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one policy.", level="error")
-            return
-        try:
-            services.signoff_policy_activate(actor=request.user, policy=queryset.get())
-        except (ValidationError, PermissionDenied) as exc:
-            self.message_user(request, "; ".join(getattr(exc, "messages", [str(exc)])), "error")
-            return
-        self.message_user(request, "Activated.")
+    def delete_row(self, actor, row) -> None:
+        services.signoff_requirement_delete(actor=actor, requirement=row)
 
 
 class ApiTokenForm(ServiceForm):

@@ -41,6 +41,11 @@ class ServiceForm(forms.ModelForm):
             self.add_error(None, str(exc))
 
 
+def refusal_message(exc: Exception) -> str:
+    """A service's refusal as one line for an admin message."""
+    return "; ".join(getattr(exc, "messages", [str(exc)]))
+
+
 def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
     """Put a service's ValidationError next to the fields it names, the rest on top."""
     if not hasattr(exc, "error_dict"):
@@ -95,7 +100,7 @@ class ServiceModelAdmin(admin.ModelAdmin):
                 service(actor=request.user, **{self.action_argument: obj}, **kw)
                 done += 1
             except (ValidationError, PermissionDenied) as exc:
-                text = "; ".join(getattr(exc, "messages", [str(exc)]))
+                text = refusal_message(exc)
                 self.message_user(request, f"{obj}: {text}", messages.ERROR)
         if done:
             self.message_user(request, f"{verb} {done} item(s).", messages.SUCCESS)
@@ -158,3 +163,112 @@ class UniqueInlineFormSet(forms.BaseInlineFormSet):
                 )
             else:
                 seen[key] = index
+
+
+class DraftRowsInline:
+    """Rows of a versioned rule set (template items, sign-off requirements): editable only
+    while the version is a draft that no project uses, by those who may change rule sets."""
+
+    change_permission = ""  # "app.codename"
+
+    def in_use(self, obj: Model) -> bool:
+        raise NotImplementedError
+
+    def _editable(self, request: HttpRequest, obj: Model | None) -> bool:
+        return (
+            obj is not None
+            and not self.in_use(obj)
+            and request.user.has_perm(self.change_permission)
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._editable(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._editable(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._editable(request, obj)
+
+
+class VersionedRulesAdmin(admin.ModelAdmin):
+    """A versioned rule set (checklist template, sign-off policy): its own fields are frozen,
+    its rows change through services while it is a draft, a new version starts as a copy of an
+    existing one, and one version is active for new projects. Subclasses name the services."""
+
+    change_permission = ""  # "app.codename"
+    actions = ["new_version", "activate"]
+
+    def create_version(self, actor: User, source: Model, version: str) -> Model:
+        raise NotImplementedError
+
+    def activate_version(self, actor: User, obj: Model) -> None:
+        raise NotImplementedError
+
+    def save_row(self, actor: User, row: Model, parent: Model) -> None:
+        raise NotImplementedError
+
+    def delete_row(self, actor: User, row: Model) -> None:
+        raise NotImplementedError
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.has_perm(self.change_permission)
+
+    def save_model(self, request, obj, form, change) -> None:
+        return None  # the version's own fields are read-only; only its rows change
+
+    def save_formset(self, request, form, formset, change) -> None:
+        changed = formset.save(commit=False)  # builds the objects, writes nothing
+        for deleted in formset.deleted_objects:
+            self.delete_row(request.user, deleted)
+        for row in changed:
+            self.save_row(request.user, row, form.instance)
+
+    def _selected_one(self, request: HttpRequest, queryset: QuerySet) -> Model | None:
+        if queryset.count() != 1:
+            self.message_user(
+                request, f"Select exactly one {self.opts.verbose_name}.", level=messages.ERROR
+            )
+            return None
+        return queryset.get()
+
+    @admin.action(description="Create a new version from the selected %(verbose_name)s")
+    def new_version(self, request: HttpRequest, queryset: QuerySet):
+        source = self._selected_one(request, queryset)
+        if source is None:
+            return None
+
+        def apply(version: str) -> None:
+            try:
+                draft = self.create_version(request.user, source, version)
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, refusal_message(exc), level=messages.ERROR)
+                return
+            self.message_user(request, f"Created draft {draft}; edit it, then activate it.")
+
+        return action_with_text(
+            self,
+            request,
+            queryset,
+            title=f"New {self.opts.verbose_name} version",
+            label="Version",
+            apply=apply,
+        )
+
+    @admin.action(description="Activate the selected %(verbose_name)s for new projects")
+    def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        obj = self._selected_one(request, queryset)
+        if obj is None:
+            return
+        try:
+            self.activate_version(request.user, obj)
+        except (ValidationError, PermissionDenied) as exc:
+            self.message_user(request, refusal_message(exc), level=messages.ERROR)
+            return
+        self.message_user(request, f"Activated {obj} for new projects.")

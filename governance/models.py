@@ -153,6 +153,7 @@ class SignOffPolicy(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "sign-off policy"
         verbose_name_plural = "sign-off policies"
         constraints = [
             models.UniqueConstraint(

@@ -2,12 +2,13 @@
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied, ValidationError
 
 from governance.admin_base import (
+    DraftRowsInline,
     ServiceForm,
     ServiceModelAdmin,
     UniqueInlineFormSet,
+    VersionedRulesAdmin,
     action_with_text,
 )
 from governance.models import User
@@ -302,8 +303,9 @@ class TemplateItemFormSet(UniqueInlineFormSet):
     unique_fields = ("key",)
 
 
-class TemplateItemInline(admin.StackedInline):
+class TemplateItemInline(DraftRowsInline, admin.StackedInline):
     model = TemplateItem
+    change_permission = "lifecycle.change_checklisttemplate"
     formset = TemplateItemFormSet
     extra = 0
     fields = [
@@ -317,91 +319,37 @@ class TemplateItemInline(admin.StackedInline):
         "evidence_required",
     ]
 
-    def _editable(self, request, obj) -> bool:
-        return (
-            obj is not None
-            and not services.template_in_use(obj)
-            and request.user.has_perm("lifecycle.change_checklisttemplate")
-        )
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return self._editable(request, obj)
+    def in_use(self, obj: ChecklistTemplate) -> bool:
+        return services.template_in_use(obj)
 
 
 @admin.register(ChecklistTemplate)
-class ChecklistTemplateAdmin(admin.ModelAdmin):
+class ChecklistTemplateAdmin(VersionedRulesAdmin):
     """Templates are global (not per project); a new version starts as a copy."""
 
+    change_permission = "lifecycle.change_checklisttemplate"
     list_display = ["version", "name", "is_active", "item_count", "created_at", "created_by"]
     readonly_fields = ["version", "name", "description", "is_active", "created_at", "created_by"]
     inlines = [TemplateItemInline]
-    actions = ["new_version", "activate"]
 
     @admin.display(description="items")
     def item_count(self, obj: ChecklistTemplate) -> int:
         return obj.items.count()
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("lifecycle.change_checklisttemplate")
-
-    def save_model(self, request, obj, form, change) -> None:
-        return None  # the template's own fields are read-only; only its items change
-
-    def save_formset(self, request, form, formset, change) -> None:
-        changed = formset.save(commit=False)  # builds the objects, writes nothing
-        for deleted in formset.deleted_objects:
-            services.template_item_delete(actor=request.user, item=deleted)
-        for item in changed:
-            item.template = form.instance
-            services.template_item_save(actor=request.user, item=item)
-
-    @admin.action(description="Create a new version from the selected template")
-    def new_version(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one template to copy.", level="error")
-            return None
-
-        def apply(version: str) -> None:
-            try:
-                template = services.checklist_template_create_version(
-                    actor=request.user, source=queryset.get(), version=version
-                )
-            except (ValidationError, PermissionDenied) as exc:
-                self.message_user(request, _message(exc), level="error")
-                return
-            self.message_user(request, f"Created draft {template}; edit its items, then activate.")
-
-        return action_with_text(
-            self, request, queryset, title="New template version", label="Version", apply=apply
+    def create_version(self, actor, source, version):
+        return services.checklist_template_create_version(
+            actor=actor, source=source, version=version
         )
 
-    @admin.action(description="Activate the selected template for new projects")
-    def activate(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one template.", level="error")
-            return
-        try:
-            services.checklist_template_activate(actor=request.user, template=queryset.get())
-        except (ValidationError, PermissionDenied) as exc:
-            self.message_user(request, _message(exc), level="error")
-            return
-        self.message_user(request, "Activated.")
+    def activate_version(self, actor, obj) -> None:
+        services.checklist_template_activate(actor=actor, template=obj)
 
+    def save_row(self, actor, row, parent) -> None:
+        row.template = parent
+        services.template_item_save(actor=actor, item=row)
 
-def _message(exc: Exception) -> str:
-    return "; ".join(getattr(exc, "messages", [str(exc)]))
+    def delete_row(self, actor, row) -> None:
+        services.template_item_delete(actor=actor, item=row)
 
 
 class EvaluationRunForm(ServiceForm):

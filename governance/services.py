@@ -38,6 +38,7 @@ from governance.models import (
 from governance.permissions import require_project_perm, sync_member_permissions
 from governance.roles import Role
 from governance.selectors import projects_for_user
+from governance.versioning import make_sole_active
 from lifecycle import evaluations
 from lifecycle.models import Gate
 from lifecycle.phases import Phase
@@ -628,22 +629,7 @@ def signoff_policy_activate(*, actor: User, policy: SignOffPolicy) -> SignOffPol
         raise ValidationError(
             f"Sign-off policy v{policy.version} names no approver for: {', '.join(missing)}."
         )
-    previous = list(
-        SignOffPolicy.objects.filter(is_active=True)
-        .exclude(pk=policy.pk)
-        .values_list("version", flat=True)
-    )
-    SignOffPolicy.objects.filter(is_active=True).exclude(pk=policy.pk).update(is_active=False)
-    policy.is_active = True
-    policy.save(update_fields=["is_active"])
-    record(
-        actor=actor,
-        action=Action.POLICY_ACTIVATE,
-        project=None,
-        target=policy,
-        before={"active": previous},
-        after={"active": [policy.version]},
-    )
+    make_sole_active(policy, actor=actor, action=Action.POLICY_ACTIVATE)
     return policy
 
 

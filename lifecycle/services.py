@@ -25,6 +25,7 @@ from audits.services import changed, record, snapshot
 from governance import signoffs
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_project_perm
+from governance.versioning import make_sole_active
 from lifecycle import evaluations
 from lifecycle.metrics import METRICS, TASK_PRESETS, Limits, RecordError, parse_records
 from lifecycle.metrics.engine import resolve_metrics
@@ -718,22 +719,7 @@ def checklist_template_activate(*, actor: User, template: ChecklistTemplate) -> 
         raise ValidationError(
             f"Template v{template.version} has no items for: {', '.join(missing)}."
         )
-    previous = list(
-        ChecklistTemplate.objects.filter(is_active=True)
-        .exclude(pk=template.pk)
-        .values_list("version", flat=True)
-    )
-    ChecklistTemplate.objects.filter(is_active=True).exclude(pk=template.pk).update(is_active=False)
-    template.is_active = True
-    template.save(update_fields=["is_active"])
-    record(
-        actor=actor,
-        action=Action.TEMPLATE_ACTIVATE,
-        project=None,
-        target=template,
-        before={"active": previous},
-        after={"active": [template.version]},
-    )
+    make_sole_active(template, actor=actor, action=Action.TEMPLATE_ACTIVATE)
     return template
 
 

@@ -4,6 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 RUN useradd --create-home --uid 1000 app
 COPY pyproject.toml ./
+COPY config ./config
+COPY demo ./demo
 COPY governance ./governance
 COPY lifecycle ./lifecycle
 COPY audits ./audits
@@ -14,4 +16,4 @@ RUN pip install --no-cache-dir . && mkdir -p /data/media /app/staticfiles && cho
 USER app
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
 EXPOSE 8000
-CMD ["gunicorn", "governance.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from audits.models import Action
-from audits.services import record
+from audits.trail import record
 
 
 @receiver(user_logged_in)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret")
 
 import django
@@ -30,7 +30,7 @@ from django.utils import timezone  # noqa: E402
 
 from audits import chain as hashchain  # noqa: E402
 from audits.models import AuditChain  # noqa: E402
-from audits.services import record  # noqa: E402
+from audits.trail import record  # noqa: E402
 from audits.verification import iter_rows, verify_chain  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""Admin for users, projects and memberships; every write goes through the services."""
+"""Admin for users, memberships, authenticator devices and API tokens; every write goes
+through the services. Projects, gates and policies are in `lifecycle.admin`."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,26 +10,14 @@ from django.http import HttpResponseRedirect
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from governance import services, signoffs
+from governance import services
 from governance.admin_base import (
-    DraftRowsInline,
     ServiceForm,
     ServiceModelAdmin,
-    UniqueInlineFormSet,
-    VersionedRulesAdmin,
 )
-from governance.models import (
-    ApiToken,
-    Membership,
-    Project,
-    Signature,
-    SignOffPolicy,
-    SignOffRequirement,
-    User,
-)
+from governance.models import ApiToken, Membership, User
 from governance.permissions import has_project_perm
 from governance.selectors import projects_for_user
-from lifecycle.models import DatasetVersion, Gate, ModelVersion
 
 admin.site.disable_action("delete_selected")
 
@@ -148,35 +137,6 @@ class UserAccountAdmin(UserAdmin):
         return [url for url in super().get_urls() if "password" not in str(url.pattern)]
 
 
-class ProjectForm(ServiceForm):
-    class Meta:
-        model = Project
-        fields = [
-            "name",
-            "slug",
-            "description",
-            "clinical_setting",
-            "intended_use",
-            "intended_users",
-            "task_category",
-            "risk_tier",
-        ]
-
-    def save_via_service(self) -> Project:
-        data = {
-            field: self.cleaned_data[field]
-            for field in services.PROJECT_EDITABLE_FIELDS
-            if field in self.cleaned_data
-        }
-        if self.instance.pk is None:
-            return services.project_create(actor=self.actor, slug=self.cleaned_data["slug"], **data)
-        original = Project.objects.get(pk=self.instance.pk)
-        changes = {
-            field: value for field, value in data.items() if getattr(original, field) != value
-        }
-        return services.project_update(actor=self.actor, project=original, **changes)
-
-
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -186,56 +146,6 @@ class MembershipInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
-
-
-class GateInline(admin.TabularInline):
-    model = Gate
-    extra = 0
-    fields = ["phase", "state", "review_round", "cycle", "opened_at", "decided_at"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ModelVersionInline(admin.TabularInline):
-    model = ModelVersion
-    extra = 0
-    fields = ["label", "base_model", "adaptation", "created_by", "created_at"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class DatasetVersionInline(ModelVersionInline):
-    model = DatasetVersion
-    fields = ["label", "purpose", "row_count", "sha256", "created_by", "created_at"]
-    readonly_fields = fields
-
-
-@admin.register(Project)
-class ProjectAdmin(ServiceModelAdmin):
-    form = ProjectForm
-    project_path = ""
-    list_display = ["name", "task_category", "risk_tier", "current_phase", "owner", "updated_at"]
-    list_filter = ["current_phase", "risk_tier", "task_category"]
-    search_fields = ["name", "slug", "clinical_setting"]
-    readonly_fields = ["owner", "current_phase", "checklist_template", "created_at", "updated_at"]
-    inlines = [GateInline, MembershipInline, ModelVersionInline, DatasetVersionInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
-
-    def has_add_permission(self, request) -> bool:
-        return request.user.has_perm("governance.add_project")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        if obj is None:
-            return request.user.is_staff
-        return has_project_perm(request.user, "change_project", obj)
 
 
 class MembershipForm(ServiceForm):
@@ -288,90 +198,6 @@ class MembershipAdmin(ServiceModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.path)
-
-
-@admin.register(Signature)
-class SignatureAdmin(ServiceModelAdmin):
-    """Signatures are shown with their manifestation and whether they still hold; they are
-    made on the gate pages (re-authentication), never here."""
-
-    project_path = "gate__project"
-    list_display = ["manifestation", "gate", "review_round", "still_valid"]
-    list_filter = ["meaning", "role", ("gate__project", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["gate__project", "signer"]
-    fields = [
-        "manifestation",
-        "gate",
-        "review_round",
-        "signer",
-        "role",
-        "meaning",
-        "reason",
-        "signed_at",
-        "manifest_sha256",
-        "record_sha256",
-        "verification",
-        "manifest",
-    ]
-    readonly_fields = fields
-
-    @admin.display(description="signature")
-    def manifestation(self, obj: Signature) -> str:
-        return obj.manifestation
-
-    @admin.display(description="valid", boolean=True)
-    def still_valid(self, obj: Signature) -> bool:
-        return signoffs.verify(obj).valid
-
-    @admin.display(description="verification")
-    def verification(self, obj: Signature) -> str:
-        verdict = signoffs.verify(obj)
-        return "Valid: record and manifest match." if verdict.valid else "; ".join(verdict.reasons)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class RequirementFormSet(UniqueInlineFormSet):
-    unique_fields = ("phase", "risk_tier", "role")
-
-
-class SignOffRequirementInline(DraftRowsInline, admin.TabularInline):
-    model = SignOffRequirement
-    change_permission = "governance.change_signoffpolicy"
-    formset = RequirementFormSet
-    extra = 0
-    fields = ["phase", "risk_tier", "role"]
-
-    def in_use(self, obj: SignOffPolicy) -> bool:
-        return services.policy_in_use(obj)
-
-
-@admin.register(SignOffPolicy)
-class SignOffPolicyAdmin(VersionedRulesAdmin):
-    """Which roles must approve each gate, per risk tier. A policy in use is frozen: copy it
-    to a new version, edit the draft, then activate it for new projects."""
-
-    change_permission = "governance.change_signoffpolicy"
-    list_display = ["version", "name", "is_active", "created_at", "created_by"]
-    readonly_fields = ["version", "name", "is_active", "created_at", "created_by"]
-    inlines = [SignOffRequirementInline]
-
-    def create_version(self, actor, source, version):
-        return services.signoff_policy_create_version(actor=actor, source=source, version=version)
-
-    def activate_version(self, actor, obj) -> None:
-        services.signoff_policy_activate(actor=actor, policy=obj)
-
-    def save_row(self, actor, row, parent) -> None:
-        row.policy = parent
-        services.signoff_requirement_save(actor=actor, requirement=row)
-
-    def delete_row(self, actor, row) -> None:
-        services.signoff_requirement_delete(actor=actor, requirement=row)
 
 
 class ApiTokenForm(ServiceForm):

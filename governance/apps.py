@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.contrib.admin import apps as admin_apps
 
 
 class GovernanceConfig(AppConfig):
@@ -26,10 +25,3 @@ def _sync_role_permissions(sender, using: str = "default", **kwargs) -> None:
     users = User.objects.using(using).in_bulk({user for _, user in pairs})
     for project_id, user_id in sorted(pairs):
         sync_member_permissions(projects[project_id], users[user_id])
-
-
-class GovernanceAdminConfig(admin_apps.AdminConfig):
-    """Django's admin on our site class (audited own-password change)."""
-
-    default = False
-    default_site = "governance.admin_site.GovernanceAdminSite"

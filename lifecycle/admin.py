@@ -1,8 +1,10 @@
-"""Admin for the lifecycle domain; every write goes through `lifecycle.services`."""
+"""Admin for projects and the lifecycle: checklists, templates, gates, sign-off policies,
+signatures and evaluations. Every write goes through the concept's services."""
 
 from django import forms
 from django.contrib import admin
 
+from governance.admin import MembershipInline
 from governance.admin_base import (
     DraftRowsInline,
     ServiceForm,
@@ -11,25 +13,30 @@ from governance.admin_base import (
     VersionedRulesAdmin,
     action_with_text,
 )
-from governance.models import User
+from governance.models import Project, User
 from governance.permissions import has_project_perm
 from governance.selectors import projects_for_user
-from lifecycle import services
-from lifecycle.models import (
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import (
     ChecklistItem,
     ChecklistTemplate,
     Comment,
+    Evidence,
+    TemplateItem,
+)
+from lifecycle.checklists.permissions import can_edit_item
+from lifecycle.checklists.selectors import checklist_items_for_user
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import (
     DatasetVersion,
     EvaluationResult,
     EvaluationRun,
-    Evidence,
-    Gate,
-    GateCriterion,
     ModelVersion,
-    TemplateItem,
 )
-from lifecycle.permissions import can_edit_item
-from lifecycle.selectors import checklist_items_for_user
+from lifecycle.gates import services as gate_services
+from lifecycle.gates import signoffs
+from lifecycle.gates.models import Gate, GateCriterion, Signature, SignOffPolicy, SignOffRequirement
+from lifecycle.projects import services as project_services
 
 
 class ChecklistItemForm(ServiceForm):
@@ -47,11 +54,11 @@ class ChecklistItemForm(ServiceForm):
     def save_via_service(self) -> ChecklistItem:
         item = ChecklistItem.objects.get(pk=self.instance.pk)
         if "assignee" in self.changed_data:
-            item = services.checklist_item_assign(
+            item = checklist_services.checklist_item_assign(
                 actor=self.actor, item=item, assignee=self.cleaned_data["assignee"]
             )
         if {"status", "justification"} & set(self.changed_data):
-            item = services.checklist_item_update(
+            item = checklist_services.checklist_item_update(
                 actor=self.actor,
                 item=item,
                 status=self.cleaned_data["status"],
@@ -132,14 +139,14 @@ class EvidenceForm(ServiceForm):
         if kind == Evidence.Kind.FILE:
             if not data.get("file"):
                 raise forms.ValidationError({"file": "Choose the file to upload."})
-            return services.evidence_add_file(
+            return checklist_services.evidence_add_file(
                 actor=self.actor, item=item, upload=data["file"], title=title
             )
         if kind == Evidence.Kind.LINK:
-            return services.evidence_add_link(
+            return checklist_services.evidence_add_link(
                 actor=self.actor, item=item, url=data["url"], title=title
             )
-        return services.evidence_add_note(
+        return checklist_services.evidence_add_note(
             actor=self.actor, item=item, note=data["note"], title=title
         )
 
@@ -177,7 +184,7 @@ class EvidenceAdmin(ItemChoiceAdmin):
     def withdraw(self, request, queryset):
         def apply(reason: str) -> None:
             self.run_action(
-                request, queryset, services.evidence_withdraw, "Withdrew", reason=reason
+                request, queryset, checklist_services.evidence_withdraw, "Withdrew", reason=reason
             )
 
         return action_with_text(
@@ -193,7 +200,7 @@ class CommentForm(ServiceForm):
         fields = ["item", "body"]
 
     def save_via_service(self) -> Comment:
-        return services.comment_add(
+        return checklist_services.comment_add(
             actor=self.actor, item=self.cleaned_data["item"], body=self.cleaned_data["body"]
         )
 
@@ -243,11 +250,11 @@ class GateAdmin(ServiceModelAdmin):
 
     @admin.action(description="Submit selected gates for review")
     def submit(self, request, queryset):
-        self.run_action(request, queryset, services.gate_submit, "Submitted")
+        self.run_action(request, queryset, gate_services.gate_submit, "Submitted")
 
     @admin.action(description="Start the next periodic review (monitoring gate)")
     def start_review_cycle(self, request, queryset):
-        self.run_action(request, queryset, services.gate_start_review_cycle, "Reopened")
+        self.run_action(request, queryset, gate_services.gate_start_review_cycle, "Reopened")
 
 
 class ModelVersionForm(ServiceForm):
@@ -256,7 +263,7 @@ class ModelVersionForm(ServiceForm):
         fields = ["project", "label", "base_model", "adaptation", "notes"]
 
     def save_via_service(self) -> ModelVersion:
-        return services.model_version_create(actor=self.actor, **self.cleaned_data)
+        return evaluation_services.model_version_create(actor=self.actor, **self.cleaned_data)
 
 
 class VersionAdmin(ServiceModelAdmin):
@@ -290,7 +297,7 @@ class DatasetVersionForm(ServiceForm):
         fields = ["project", "label", "purpose", "row_count", "sha256", "description"]
 
     def save_via_service(self) -> DatasetVersion:
-        return services.dataset_version_create(actor=self.actor, **self.cleaned_data)
+        return evaluation_services.dataset_version_create(actor=self.actor, **self.cleaned_data)
 
 
 @admin.register(DatasetVersion)
@@ -320,7 +327,7 @@ class TemplateItemInline(DraftRowsInline, admin.StackedInline):
     ]
 
     def in_use(self, obj: ChecklistTemplate) -> bool:
-        return services.template_in_use(obj)
+        return checklist_services.template_in_use(obj)
 
 
 @admin.register(ChecklistTemplate)
@@ -337,19 +344,19 @@ class ChecklistTemplateAdmin(VersionedRulesAdmin):
         return obj.items.count()
 
     def create_version(self, actor, source, version):
-        return services.checklist_template_create_version(
+        return checklist_services.checklist_template_create_version(
             actor=actor, source=source, version=version
         )
 
     def activate_version(self, actor, obj) -> None:
-        services.checklist_template_activate(actor=actor, template=obj)
+        checklist_services.checklist_template_activate(actor=actor, template=obj)
 
     def save_row(self, actor, row, parent) -> None:
         row.template = parent
-        services.template_item_save(actor=actor, item=row)
+        checklist_services.template_item_save(actor=actor, item=row)
 
     def delete_row(self, actor, row) -> None:
-        services.template_item_delete(actor=actor, item=row)
+        checklist_services.template_item_delete(actor=actor, item=row)
 
 
 class EvaluationRunForm(ServiceForm):
@@ -367,7 +374,7 @@ class EvaluationRunForm(ServiceForm):
     def save_via_service(self) -> EvaluationRun:
         data = self.cleaned_data
         metrics = [m.strip() for m in data.get("metrics_text", "").split(",") if m.strip()]
-        return services.evaluation_run_start(
+        return evaluation_services.evaluation_run_start(
             actor=self.actor,
             gate=data["gate"],
             model_version=data["model_version"],
@@ -500,11 +507,11 @@ class GateCriterionForm(ServiceForm):
     def save_via_service(self) -> GateCriterion:
         data = dict(self.cleaned_data)
         if self.instance.pk is None:
-            return services.gate_criterion_create(actor=self.actor, **data)
+            return gate_services.gate_criterion_create(actor=self.actor, **data)
         data.pop("gate", None)
         original = GateCriterion.objects.get(pk=self.instance.pk)
         changes = {k: v for k, v in data.items() if getattr(original, k) != v}
-        return services.gate_criterion_update(actor=self.actor, criterion=original, **changes)
+        return gate_services.gate_criterion_update(actor=self.actor, criterion=original, **changes)
 
 
 @admin.register(GateCriterion)
@@ -539,8 +546,175 @@ class GateCriterionAdmin(ServiceModelAdmin):
         return has_project_perm(request.user, "set_criteria", obj.gate.project)
 
     def delete_model(self, request, obj) -> None:
-        services.gate_criterion_delete(actor=request.user, criterion=obj)
+        gate_services.gate_criterion_delete(actor=request.user, criterion=obj)
 
     def delete_queryset(self, request, queryset) -> None:
         for criterion in queryset:
-            services.gate_criterion_delete(actor=request.user, criterion=criterion)
+            gate_services.gate_criterion_delete(actor=request.user, criterion=criterion)
+
+
+class ProjectForm(ServiceForm):
+    class Meta:
+        model = Project
+        fields = [
+            "name",
+            "slug",
+            "description",
+            "clinical_setting",
+            "intended_use",
+            "intended_users",
+            "task_category",
+            "risk_tier",
+        ]
+
+    def save_via_service(self) -> Project:
+        data = {
+            field: self.cleaned_data[field]
+            for field in project_services.PROJECT_EDITABLE_FIELDS
+            if field in self.cleaned_data
+        }
+        if self.instance.pk is None:
+            return project_services.project_create(
+                actor=self.actor, slug=self.cleaned_data["slug"], **data
+            )
+        original = Project.objects.get(pk=self.instance.pk)
+        changes = {
+            field: value for field, value in data.items() if getattr(original, field) != value
+        }
+        return project_services.project_update(actor=self.actor, project=original, **changes)
+
+
+class GateInline(admin.TabularInline):
+    model = Gate
+    extra = 0
+    fields = ["phase", "state", "review_round", "cycle", "opened_at", "decided_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    extra = 0
+    fields = ["label", "base_model", "adaptation", "created_by", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DatasetVersionInline(ModelVersionInline):
+    model = DatasetVersion
+    fields = ["label", "purpose", "row_count", "sha256", "created_by", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Project)
+class ProjectAdmin(ServiceModelAdmin):
+    form = ProjectForm
+    project_path = ""
+    list_display = ["name", "task_category", "risk_tier", "current_phase", "owner", "updated_at"]
+    list_filter = ["current_phase", "risk_tier", "task_category"]
+    search_fields = ["name", "slug", "clinical_setting"]
+    readonly_fields = ["owner", "current_phase", "checklist_template", "created_at", "updated_at"]
+    inlines = [GateInline, MembershipInline, ModelVersionInline, DatasetVersionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_perm("governance.add_project")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is None:
+            return request.user.is_staff
+        return has_project_perm(request.user, "change_project", obj)
+
+
+@admin.register(Signature)
+class SignatureAdmin(ServiceModelAdmin):
+    """Signatures are shown with their manifestation and whether they still hold; they are
+    made on the gate pages (re-authentication), never here."""
+
+    project_path = "gate__project"
+    list_display = ["manifestation", "gate", "review_round", "still_valid"]
+    list_filter = ["meaning", "role", ("gate__project", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["gate__project", "signer"]
+    fields = [
+        "manifestation",
+        "gate",
+        "review_round",
+        "signer",
+        "role",
+        "meaning",
+        "reason",
+        "signed_at",
+        "manifest_sha256",
+        "record_sha256",
+        "verification",
+        "manifest",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="signature")
+    def manifestation(self, obj: Signature) -> str:
+        return obj.manifestation
+
+    @admin.display(description="valid", boolean=True)
+    def still_valid(self, obj: Signature) -> bool:
+        return signoffs.verify(obj).valid
+
+    @admin.display(description="verification")
+    def verification(self, obj: Signature) -> str:
+        verdict = signoffs.verify(obj)
+        return "Valid: record and manifest match." if verdict.valid else "; ".join(verdict.reasons)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class RequirementFormSet(UniqueInlineFormSet):
+    unique_fields = ("phase", "risk_tier", "role")
+
+
+class SignOffRequirementInline(DraftRowsInline, admin.TabularInline):
+    model = SignOffRequirement
+    change_permission = "governance.change_signoffpolicy"
+    formset = RequirementFormSet
+    extra = 0
+    fields = ["phase", "risk_tier", "role"]
+
+    def in_use(self, obj: SignOffPolicy) -> bool:
+        return gate_services.policy_in_use(obj)
+
+
+@admin.register(SignOffPolicy)
+class SignOffPolicyAdmin(VersionedRulesAdmin):
+    """Which roles must approve each gate, per risk tier. A policy in use is frozen: copy it
+    to a new version, edit the draft, then activate it for new projects."""
+
+    change_permission = "governance.change_signoffpolicy"
+    list_display = ["version", "name", "is_active", "created_at", "created_by"]
+    readonly_fields = ["version", "name", "is_active", "created_at", "created_by"]
+    inlines = [SignOffRequirementInline]
+
+    def create_version(self, actor, source, version):
+        return gate_services.signoff_policy_create_version(
+            actor=actor, source=source, version=version
+        )
+
+    def activate_version(self, actor, obj) -> None:
+        gate_services.signoff_policy_activate(actor=actor, policy=obj)
+
+    def save_row(self, actor, row, parent) -> None:
+        row.policy = parent
+        gate_services.signoff_requirement_save(actor=actor, requirement=row)
+
+    def delete_row(self, actor, row) -> None:
+        gate_services.signoff_requirement_delete(actor=actor, requirement=row)

@@ -2,8 +2,9 @@
 
 from django import forms
 
-from governance.models import SignatureMeaning, User
-from lifecycle.models import Evidence, ItemStatus
+from governance.models import User
+from lifecycle.checklists.models import Evidence, ItemStatus
+from lifecycle.gates.models import SignatureMeaning
 
 
 class SignForm(forms.Form):

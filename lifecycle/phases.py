@@ -29,6 +29,12 @@ class Phase(models.TextChoices):
         return phases[index + 1] if index + 1 < len(phases) else None
 
     @property
+    def previous(self) -> "Phase | None":
+        phases = list(Phase)
+        index = phases.index(self)
+        return phases[index - 1] if index > 0 else None
+
+    @property
     def short_label(self) -> str:
         return {
             "planning": "Planning",

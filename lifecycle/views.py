@@ -14,14 +14,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from governance import signoffs
 from governance.admin_base import add_service_errors
 from governance.models import Membership, Project, User
 from governance.permissions import Access, project_access
 from governance.roles import Role
 from governance.selectors import project_get_for_user
-from governance.services import ReauthenticationFailed, signoff_create
-from lifecycle import charts, evaluations, services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import ChecklistItem, Comment, Evidence
+from lifecycle.checklists.permissions import can_edit_item
+from lifecycle.checklists.selectors import evidence_for_user
+from lifecycle.evaluations import charts
+from lifecycle.evaluations import selectors as evaluation_selectors
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationResult, EvaluationRun, ResultScope, RunStatus
 from lifecycle.forms import (
     AssignForm,
     CommentForm,
@@ -32,19 +37,11 @@ from lifecycle.forms import (
     SubmitForm,
     WithdrawForm,
 )
-from lifecycle.models import (
-    ChecklistItem,
-    Comment,
-    EvaluationResult,
-    EvaluationRun,
-    Evidence,
-    Gate,
-    GateState,
-    ResultScope,
-    RunStatus,
-)
-from lifecycle.permissions import can_edit_item
-from lifecycle.selectors import evidence_for_user
+from lifecycle.gates import services as gate_services
+from lifecycle.gates import signoffs
+from lifecycle.gates.models import Gate, GateState
+from lifecycle.gates.readiness import readiness_of, run_verdicts
+from lifecycle.gates.services import ReauthenticationFailed, signoff_create
 
 
 def _project(request: HttpRequest, slug: str) -> Project:
@@ -136,7 +133,7 @@ def phase_page(
     )
     for item in items:
         item.project, item.gate = project, gate
-    conditions = signoffs.gate_conditions(gate) if gate.state != GateState.LOCKED else None
+    conditions = readiness_of(gate) if gate.state != GateState.LOCKED else None
     signed = conditions and any(s.signer_id == request.user.pk for s in conditions.signatures)
     sign_roles = []
     if gate.state == GateState.IN_REVIEW and not signed:
@@ -270,7 +267,7 @@ def item_status(request: HttpRequest, slug: str, key: str) -> HttpResponse:
         key,
         "status_form",
         lambda project: ItemStatusForm(request.POST),
-        lambda item, data: services.checklist_item_update(
+        lambda item, data: checklist_services.checklist_item_update(
             actor=request.user,
             item=item,
             status=data["status"],
@@ -288,7 +285,7 @@ def item_assign(request: HttpRequest, slug: str, key: str) -> HttpResponse:
         key,
         "assign_form",
         lambda project: AssignForm(request.POST, members=_members(project)),
-        lambda item, data: services.checklist_item_assign(
+        lambda item, data: checklist_services.checklist_item_assign(
             actor=request.user, item=item, assignee=data["assignee"]
         ),
     )
@@ -296,9 +293,9 @@ def item_assign(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 
 EVIDENCE_SERVICES = {
     # kind → (service, its argument, the form field holding the value)
-    Evidence.Kind.FILE: (services.evidence_add_file, "upload", "file"),
-    Evidence.Kind.LINK: (services.evidence_add_link, "url", "url"),
-    Evidence.Kind.NOTE: (services.evidence_add_note, "note", "note"),
+    Evidence.Kind.FILE: (checklist_services.evidence_add_file, "upload", "file"),
+    Evidence.Kind.LINK: (checklist_services.evidence_add_link, "url", "url"),
+    Evidence.Kind.NOTE: (checklist_services.evidence_add_note, "note", "note"),
 }
 
 
@@ -329,7 +326,9 @@ def item_comment(request: HttpRequest, slug: str, key: str) -> HttpResponse:
         key,
         "comment_form",
         lambda project: CommentForm(request.POST),
-        lambda item, data: services.comment_add(actor=request.user, item=item, body=data["body"]),
+        lambda item, data: checklist_services.comment_add(
+            actor=request.user, item=item, body=data["body"]
+        ),
     )
 
 
@@ -344,7 +343,7 @@ def evidence_withdraw(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     if form.is_valid():
         _run_service(
             form,
-            lambda: services.evidence_withdraw(
+            lambda: checklist_services.evidence_withdraw(
                 actor=request.user, evidence=evidence, reason=form.cleaned_data["reason"]
             ),
         )
@@ -359,7 +358,7 @@ def evidence_download(request: HttpRequest, pk: int) -> FileResponse:
         evidence = evidence_for_user(request.user).get(pk=pk, kind=Evidence.Kind.FILE)
     except Evidence.DoesNotExist:
         raise Http404("No such evidence.") from None
-    services.evidence_record_download(actor=request.user, evidence=evidence)
+    checklist_services.evidence_record_download(actor=request.user, evidence=evidence)
     response = FileResponse(
         evidence.file.open("rb"), as_attachment=True, filename=evidence.original_name
     )
@@ -383,7 +382,9 @@ def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpRespons
     form = SubmitForm(request.POST)
     form.is_valid()
     try:
-        services.gate_submit(actor=request.user, gate=gate, note=form.cleaned_data.get("note", ""))
+        gate_services.gate_submit(
+            actor=request.user, gate=gate, note=form.cleaned_data.get("note", "")
+        )
         messages.success(request, f"The {gate.phase_enum.label} gate is now in review.")
     except (ValidationError, PermissionDenied) as exc:
         _refused(request, exc)
@@ -425,7 +426,7 @@ def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpRespon
         data = form.cleaned_data
         run = _run_service(
             form,
-            lambda: services.evaluation_run_start(
+            lambda: evaluation_services.evaluation_run_start(
                 actor=request.user,
                 gate=gate,
                 model_version=data["model_version"],
@@ -462,8 +463,8 @@ def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     for r in results:
         if r.scope == ResultScope.GROUP:
             groups.setdefault(r.group_attribute, {}).setdefault(r.group_value, {})[r.metric] = r
-    latest = evaluations.latest_run(run.gate)
-    verdicts = [evaluations.judge(c, results) for c in run.gate.criteria.order_by("id")]
+    latest = evaluation_selectors.latest_run(run.gate)
+    verdicts = run_verdicts(run)
     scalar_metrics = [r.metric for r in overall if r.value is not None or r.reason]
     return render(
         request,

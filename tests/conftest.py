@@ -79,7 +79,7 @@ SEED_MIGRATIONS = [
 @pytest.fixture
 def in_process_tasks():
     """Run queued Celery tasks in-process for this test, whatever broker is configured."""
-    from governance.celery import app
+    from config.celery import app
 
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -9,6 +9,10 @@ from django.contrib.auth.models import Permission
 from governance import services as governance_services
 from governance.models import Project, RiskTier, TaskCategory, User
 from governance.roles import Role
+from lifecycle.checklists import services as checklist_services
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.gates import services as gate_services
+from lifecycle.projects import services as project_services
 
 PASSWORD = "correct horse battery staple"
 
@@ -53,7 +57,7 @@ def make_project(creator: User | None = None, **overrides) -> Project:
         "risk_tier": RiskTier.MEDIUM,
     }
     fields.update(overrides)
-    return governance_services.project_create(actor=creator or project_creator(), **fields)
+    return project_services.project_create(actor=creator or project_creator(), **fields)
 
 
 @dataclass
@@ -84,17 +88,16 @@ def make_team(**project_fields) -> Team:
 
 def settle(team: Team, phase) -> None:
     """Mark every item of the phase done, with evidence where required (by the lead)."""
-    from lifecycle import services as lifecycle_services
 
     for item in team.project.checklist_items.filter(phase=phase):
         if item.evidence_required:
-            lifecycle_services.evidence_add_note(actor=team.creator, item=item, note="Evidence.")
-        lifecycle_services.checklist_item_update(actor=team.creator, item=item, status="done")
+            checklist_services.evidence_add_note(actor=team.creator, item=item, note="Evidence.")
+        checklist_services.checklist_item_update(actor=team.creator, item=item, status="done")
 
 
 def sign(team: Team, gate, role: str, meaning: str = "approve", reason: str = "", **kwargs):
     """The persona holding `role` signs `gate` with re-authentication."""
-    return governance_services.signoff_create(
+    return gate_services.signoff_create(
         actor=team[role],
         gate=gate,
         role=role,
@@ -107,19 +110,18 @@ def sign(team: Team, gate, role: str, meaning: str = "approve", reason: str = ""
 
 def approve(team: Team, gate) -> None:
     """Every role the sign-off policy requires approves the gate."""
-    from governance.signoffs import required_roles
+    from lifecycle.gates.readiness import readiness_of
 
-    for role in required_roles(gate):
+    for role in readiness_of(gate).required_roles:
         sign(team, gate, role)
 
 
 def pass_gate(team: Team, phase) -> None:
     """Settle, submit and approve the gate of `phase`."""
-    from lifecycle import services as lifecycle_services
 
     settle(team, phase)
     gate = team.project.gates.get(phase=phase)
-    lifecycle_services.gate_submit(actor=team.creator, gate=gate)
+    gate_services.gate_submit(actor=team.creator, gate=gate)
     approve(team, team.project.gates.get(phase=phase))
 
 
@@ -127,12 +129,11 @@ def make_versions(
     team: Team, model: str = "v1", dataset: str = "d1", purpose: str = "test", rows: int = 400
 ):
     """A model version and the dataset version it is evaluated on, registered by the lead."""
-    from lifecycle import services as lifecycle_services
 
-    model_version = lifecycle_services.model_version_create(
+    model_version = evaluation_services.model_version_create(
         actor=team.creator, project=team.project, label=model, base_model="b", adaptation="rag"
     )
-    dataset_version = lifecycle_services.dataset_version_create(
+    dataset_version = evaluation_services.dataset_version_create(
         actor=team.creator,
         project=team.project,
         label=dataset,

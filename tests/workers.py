@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from governance.celery import app
+from config.celery import app
 
 
 def test_database_url() -> str:

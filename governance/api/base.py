@@ -24,7 +24,6 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from audits.context import token_context
-from governance.api.schema import ApiAutoSchema
 from governance.models import ApiToken, IdempotentRequest, Project
 from governance.selectors import projects_for_user
 
@@ -119,7 +118,6 @@ class ApiView(GenericAPIView):
     filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
     pagination_class = Pagination
     metadata_class = Metadata
-    schema = ApiAutoSchema()
     # The OpenAPI schema lists 403 for writes; views whose reads need a permission beyond seeing
     # the project (the audit trail) say so here.
     reads_need_permission = False
@@ -172,18 +170,6 @@ class ApiView(GenericAPIView):
             return self.visible_projects().get(slug=self.kwargs["slug"])
         except Project.DoesNotExist:
             raise Http404 from None
-
-
-class NotFound(ApiView):
-    """Any other path under the API: 404 in the API's error body (after authentication), not
-    the site's HTML page. Catches path values the converters refuse, such as a non-numeric id."""
-
-    schema = None  # not an endpoint
-
-    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        raise Http404
-
-    options = http_method_not_allowed
 
 
 class IdempotentCreate:

@@ -10,6 +10,7 @@ from governance import services
 from governance.api import serializers as s
 from governance.api.base import ApiView
 from governance.models import Membership, Project, User
+from lifecycle.projects import services as project_services
 
 
 class ProjectList(ApiView):
@@ -34,7 +35,7 @@ class ProjectList(ApiView):
     def post(self, request):
         data = s.ProjectCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_create(actor=request.user, **data.validated_data)
+        project = project_services.project_create(actor=request.user, **data.validated_data)
         return Response(
             s.ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
@@ -49,7 +50,7 @@ class ProjectDetail(ApiView):
     def patch(self, request, slug):
         data = s.ProjectUpdateIn(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = services.project_update(
+        project = project_services.project_update(
             actor=request.user, project=self.get_project(), **data.validated_data
         )
         return Response(s.ProjectOut(project, context={"request": request}).data)

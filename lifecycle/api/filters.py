@@ -2,7 +2,8 @@
 
 import django_filters
 
-from lifecycle.models import ChecklistItem, EvaluationRun
+from lifecycle.checklists.models import ChecklistItem
+from lifecycle.evaluations.models import EvaluationRun
 
 
 class ChecklistItemFilter(django_filters.FilterSet):

@@ -4,25 +4,26 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from governance.api.serializers import UserField
-from governance.models import Signature, SignatureMeaning
 from governance.roles import Role
-from lifecycle.models import (
+from lifecycle.checklists.models import ChecklistItem, Comment, Evidence, ItemStatus
+from lifecycle.evaluations.models import (
     Adaptation,
-    ChecklistItem,
-    Comment,
-    Comparator,
-    CriterionBound,
-    CriterionScope,
     DatasetPurpose,
     DatasetVersion,
     EvaluationResult,
     EvaluationRun,
-    Evidence,
-    Gate,
-    GateCriterion,
-    ItemStatus,
     ModelVersion,
 )
+from lifecycle.gates.models import (
+    Comparator,
+    CriterionBound,
+    CriterionScope,
+    Gate,
+    GateCriterion,
+    Signature,
+    SignatureMeaning,
+)
+from lifecycle.metrics.registry import DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 
 def _absolute(context: dict, name: str, *args) -> str:
@@ -408,4 +409,6 @@ class EvaluationRunIn(serializers.Serializer):
         required=False, allow_blank=True, default="", help_text="Comma-separated metric keys."
     )
     seed = serializers.IntegerField(min_value=0, default=0)
-    resamples = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+    resamples = serializers.IntegerField(
+        min_value=1, max_value=MAX_RESAMPLES, default=DEFAULT_RESAMPLES
+    )

@@ -12,23 +12,18 @@ from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from governance import signoffs
 from governance.api.base import ApiView, IdempotentCreate
-from governance.models import Signature, SignatureInvalidation, User
-from governance.services import signoff_create
-from lifecycle import evaluations, services
+from governance.models import User
 from lifecycle.api import serializers as s
 from lifecycle.api.filters import ChecklistItemFilter, EvaluationRunFilter
-from lifecycle.models import (
-    ChecklistItem,
-    Comment,
-    DatasetVersion,
-    EvaluationRun,
-    Evidence,
-    Gate,
-    GateCriterion,
-    ModelVersion,
-)
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import ChecklistItem, Comment, Evidence
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import DatasetVersion, EvaluationRun, ModelVersion
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import Gate, GateCriterion, Signature, SignatureInvalidation
+from lifecycle.gates.readiness import readiness_of
+from lifecycle.gates.services import signoff_create
 
 
 class ProjectChild(ApiView):
@@ -73,7 +68,7 @@ class ModelVersionList(ProjectChild):
     def post(self, request, slug):
         data = s.ModelVersionIn(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.model_version_create(
+        version = evaluation_services.model_version_create(
             actor=request.user, project=self.project(), **data.validated_data
         )
         return Response(s.ModelVersionOut(version).data, status=status.HTTP_201_CREATED)
@@ -96,7 +91,7 @@ class DatasetVersionList(ProjectChild):
     def post(self, request, slug):
         data = s.DatasetVersionIn(data=request.data)
         data.is_valid(raise_exception=True)
-        version = services.dataset_version_create(
+        version = evaluation_services.dataset_version_create(
             actor=request.user, project=self.project(), **data.validated_data
         )
         return Response(s.DatasetVersionOut(version).data, status=status.HTTP_201_CREATED)
@@ -142,9 +137,11 @@ class ChecklistItemDetail(ProjectChild):
                 assignee = User.objects.filter(username=values["assignee"]).first()
                 if assignee is None:
                     raise ValidationError({"assignee": "No user has this username."})
-            item = services.checklist_item_assign(actor=request.user, item=item, assignee=assignee)
+            item = checklist_services.checklist_item_assign(
+                actor=request.user, item=item, assignee=assignee
+            )
         if "status" in values or "justification" in values:
-            item = services.checklist_item_update(
+            item = checklist_services.checklist_item_update(
                 actor=request.user,
                 item=item,
                 status=values.get("status"),
@@ -180,15 +177,15 @@ class EvidenceList(IdempotentCreate, ProjectChild):
         data.is_valid(raise_exception=True)
         values, item = data.validated_data, self.item()
         if values["kind"] == Evidence.Kind.FILE:
-            evidence = services.evidence_add_file(
+            evidence = checklist_services.evidence_add_file(
                 actor=request.user, item=item, upload=values["file"], title=values["title"]
             )
         elif values["kind"] == Evidence.Kind.LINK:
-            evidence = services.evidence_add_link(
+            evidence = checklist_services.evidence_add_link(
                 actor=request.user, item=item, url=values["url"], title=values["title"]
             )
         else:
-            evidence = services.evidence_add_note(
+            evidence = checklist_services.evidence_add_note(
                 actor=request.user, item=item, note=values["note"], title=values["title"]
             )
         return Response(
@@ -221,7 +218,7 @@ class EvidenceDownload(EvidenceObject):
         evidence = self.evidence()
         if evidence.kind != Evidence.Kind.FILE:
             raise Http404
-        services.evidence_record_download(actor=request.user, evidence=evidence)
+        checklist_services.evidence_record_download(actor=request.user, evidence=evidence)
         # Always an opaque attachment: the uploaded content type (in the evidence's
         # `content_type`) came from the uploader and is not trusted to render.
         response = FileResponse(
@@ -239,7 +236,7 @@ class EvidenceWithdraw(EvidenceObject):
     def post(self, request, slug, pk):
         data = s.WithdrawIn(data=request.data)
         data.is_valid(raise_exception=True)
-        evidence = services.evidence_withdraw(
+        evidence = checklist_services.evidence_withdraw(
             actor=request.user, evidence=self.evidence(), reason=data.validated_data["reason"]
         )
         return Response(s.EvidenceOut(evidence, context={"request": request}).data)
@@ -261,7 +258,7 @@ class CommentList(ProjectChild):
     def post(self, request, slug, key):
         data = s.CommentIn(data=request.data)
         data.is_valid(raise_exception=True)
-        comment = services.comment_add(
+        comment = checklist_services.comment_add(
             actor=request.user, item=self.item(), body=data.validated_data["body"]
         )
         return Response(s.CommentOut(comment).data, status=status.HTTP_201_CREATED)
@@ -285,7 +282,7 @@ class GateList(ProjectChild):
 
 
 def _conditions(gate: Gate, context: dict[str, Any]) -> dict[str, Any]:
-    c = signoffs.gate_conditions(gate)
+    c = readiness_of(gate)
     return {
         "can_be_approved": c.can_be_approved,
         "items_missing": [
@@ -345,7 +342,7 @@ class GateSubmit(ProjectChild):
     def post(self, request, slug, phase):
         data = s.SubmitIn(data=request.data)
         data.is_valid(raise_exception=True)
-        gate = services.gate_submit(
+        gate = gate_services.gate_submit(
             actor=request.user, gate=self.gate(), note=data.validated_data["note"]
         )
         gate.project = self.project()
@@ -394,7 +391,7 @@ class CriterionList(ProjectChild):
         return GateCriterion.objects.filter(gate=self.gate())
 
     def _verdicts(self):
-        return {v.criterion.pk: v for v in evaluations.criteria_verdicts(self.gate())}
+        return {v.criterion.pk: v for v in readiness_of(self.gate()).verdicts}
 
     @extend_schema(responses=s.CriterionOut(many=True))
     def get(self, request, slug, phase):
@@ -404,7 +401,7 @@ class CriterionList(ProjectChild):
     def post(self, request, slug, phase):
         data = s.CriterionIn(data=request.data)
         data.is_valid(raise_exception=True)
-        criterion = services.gate_criterion_create(
+        criterion = gate_services.gate_criterion_create(
             actor=request.user, gate=self.gate(), **data.validated_data
         )
         out = s.CriterionOut(criterion, context={"verdicts": self._verdicts()})
@@ -419,7 +416,7 @@ class CriterionDetail(ProjectChild):
         return criterion
 
     def _out(self, criterion):
-        verdicts = {v.criterion.pk: v for v in evaluations.criteria_verdicts(criterion.gate)}
+        verdicts = {v.criterion.pk: v for v in readiness_of(criterion.gate).verdicts}
         return Response(s.CriterionOut(criterion, context={"verdicts": verdicts}).data)
 
     @extend_schema(responses=s.CriterionOut)
@@ -430,14 +427,14 @@ class CriterionDetail(ProjectChild):
     def patch(self, request, slug, phase, pk):
         data = s.CriterionIn(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        criterion = services.gate_criterion_update(
+        criterion = gate_services.gate_criterion_update(
             actor=request.user, criterion=self.criterion(), **data.validated_data
         )
         return self._out(criterion)
 
     @extend_schema(responses={204: None})
     def delete(self, request, slug, phase, pk):
-        services.gate_criterion_delete(actor=request.user, criterion=self.criterion())
+        gate_services.gate_criterion_delete(actor=request.user, criterion=self.criterion())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -498,7 +495,7 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
         }
         if missing:
             raise ValidationError(missing)
-        run = services.evaluation_run_start(
+        run = evaluation_services.evaluation_run_start(
             actor=request.user,
             gate=gate,
             model_version=model,

@@ -10,11 +10,21 @@ the bootstrap and the subgroup and fairness rules.
 
 from .engine import ENGINE_VERSION, evaluate
 from .records import Dataset, Limits, RecordError, parse_records
-from .registry import METRICS, TASK_PRESETS, MetricSpec
+from .registry import (
+    DEFAULT_RESAMPLES,
+    FAIRNESS_METRICS,
+    MAX_RESAMPLES,
+    METRICS,
+    TASK_PRESETS,
+    MetricSpec,
+)
 from .report import format_text
 
 __all__ = [
+    "DEFAULT_RESAMPLES",
     "ENGINE_VERSION",
+    "FAIRNESS_METRICS",
+    "MAX_RESAMPLES",
     "METRICS",
     "TASK_PRESETS",
     "Dataset",

@@ -13,10 +13,10 @@ from . import bootstrap, classification, curves, fairness, outcomes, text
 from .bootstrap import Statistic, Unit, undefined
 from .context import Builder, Context, MatrixValue, Result
 from .records import Dataset, Limits, parse_records
-from .registry import METRICS, resolve_metrics
+from .registry import DEFAULT_RESAMPLES, FAIRNESS_METRICS, MAX_RESAMPLES, METRICS, resolve_metrics
 
 ENGINE_VERSION = "1.0.0"
-FAIRNESS_KEYS = ("demographic_parity_difference", "equalized_odds_difference")
+FAIRNESS_KEYS = FAIRNESS_METRICS
 REFERENCE_LIBRARIES = (
     "numpy",
     "scikit-learn",
@@ -46,7 +46,7 @@ def evaluate(
     task: str | None = None,
     metrics: Sequence[str] | None = None,
     seed: int = 0,
-    resamples: int = 1000,
+    resamples: int = DEFAULT_RESAMPLES,
     limits: Limits | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -58,8 +58,8 @@ def evaluate(
     """
     if seed < 0:
         raise ValueError("seed must be a non-negative integer")
-    if resamples < 0:
-        raise ValueError("resamples must be zero or more")
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        raise ValueError(f"resamples must be between 0 and {MAX_RESAMPLES}")
     limits = limits or Limits()
     keys, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
     _report(progress, 0.0, "reading and validating the file")

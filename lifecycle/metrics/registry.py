@@ -284,7 +284,14 @@ def _specs() -> list[MetricSpec]:
 
 METRICS: dict[str, MetricSpec] = {spec.key: spec for spec in _specs()}
 
-_FAIRNESS = ["demographic_parity_difference", "equalized_odds_difference"]
+# Differences between the groups of one attribute (fairlearn's definitions), reported per
+# attribute rather than per group. The one definition of the set.
+FAIRNESS_METRICS: tuple[str, ...] = ("demographic_parity_difference", "equalized_odds_difference")
+_FAIRNESS = list(FAIRNESS_METRICS)
+
+# Bootstrap resamples: the default, and the most a run may ask for (memory and time grow with it).
+DEFAULT_RESAMPLES = 1000
+MAX_RESAMPLES = 10_000
 _ROUGE = ["rouge1", "rouge2", "rougeL"]
 _READABILITY = ["flesch_kincaid_grade", "flesch_reading_ease"]
 

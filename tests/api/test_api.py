@@ -10,12 +10,15 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audits.models import AuditEvent
-from governance.demo_records import binary_classifier
+from demo.records import binary_classifier
 from governance.models import ApiToken
 from governance.roles import Role
 from governance.services import api_token_revoke
-from lifecycle import services
-from lifecycle.models import EvaluationRun, Evidence
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import Evidence
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationRun
+from lifecycle.gates import services as gate_services
 from tests.api.helpers import client_for
 from tests.factories import PASSWORD, make_team, settle
 
@@ -154,7 +157,7 @@ def test_an_upload_answers_202_and_the_run_can_be_polled(team, in_process_tasks)
     assert polled["id"] == run["id"] and polled["status"] in {"queued", "succeeded"}
     assert polled["sha256"] == run["sha256"]
     # (On-commit enqueue does not fire inside a test transaction; the job is run here.)
-    from lifecycle.tasks import run_evaluation
+    from lifecycle.evaluations.tasks import run_evaluation
 
     run_evaluation.apply(args=[run["id"]])
     done = client.get(run["url"]).json()
@@ -253,7 +256,7 @@ def test_checklist_items_filter_and_update(team):
 
 def test_signing_over_the_api_needs_the_password(team):
     settle(team, "planning")
-    services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
+    gate_services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
     client = client_for(team[Role.COMMITTEE_CHAIR])
     url = project_url(team, "gates/planning/signoffs/")
     wrong = client.post(
@@ -279,7 +282,7 @@ def test_gate_detail_lists_invalidated_signatures_with_their_cause(team):
 
     pass_gate(team, "planning")
     item = team.project.checklist_items.filter(phase="planning").first()
-    services.evidence_add_note(actor=team.creator, item=item, note="Late addendum.")
+    checklist_services.evidence_add_note(actor=team.creator, item=item, note="Late addendum.")
     gate = client_for(team[Role.AUDITOR]).get(project_url(team, "gates/planning/")).json()
     assert gate["state"] == "in_review" and gate["reopened_reason"]
     invalidated = gate["conditions"]["invalidated_signatures"]
@@ -332,7 +335,7 @@ def test_list_query_counts_do_not_grow_with_the_objects(team, path, make):
                     role="committee_member",
                 )
             elif make == "models":
-                services.model_version_create(
+                evaluation_services.model_version_create(
                     actor=team.creator,
                     project=team.project,
                     label=f"m{i}-{timezone.now().timestamp()}",
@@ -342,7 +345,7 @@ def test_list_query_counts_do_not_grow_with_the_objects(team, path, make):
             elif make == "runs":
                 _make_run(team, i)
             elif make == "events":
-                services.comment_add(
+                checklist_services.comment_add(
                     actor=team.creator, item=team.project.checklist_items.first(), body="x"
                 )
 
@@ -360,10 +363,10 @@ def test_list_query_counts_do_not_grow_with_the_objects(team, path, make):
 
 def _make_run(team, i):
     if not team.project.model_versions.exists():
-        services.model_version_create(
+        evaluation_services.model_version_create(
             actor=team.creator, project=team.project, label="v1", base_model="b", adaptation="rag"
         )
-        services.dataset_version_create(
+        evaluation_services.dataset_version_create(
             actor=team.creator,
             project=team.project,
             label="d1",
@@ -371,7 +374,7 @@ def _make_run(team, i):
             row_count=1,
             sha256="c" * 64,
         )
-    services.evaluation_run_start(
+    evaluation_services.evaluation_run_start(
         actor=team.creator,
         gate=team.project.gates.first(),
         model_version=team.project.model_versions.first(),

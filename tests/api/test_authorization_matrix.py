@@ -16,7 +16,9 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.gates import services as gate_services
 from tests.api.helpers import client_for
 from tests.factories import PASSWORD, make_team, make_versions, settle
 
@@ -54,7 +56,7 @@ class Call:
 
 def _run(team):
     make_versions(team)
-    return services.evaluation_run_start(
+    return evaluation_services.evaluation_run_start(
         actor=team.creator,
         gate=team.project.gates.first(),
         model_version=team.project.model_versions.get(),
@@ -66,18 +68,18 @@ def _run(team):
 
 def _evidence(team):
     item = team.project.checklist_items.get(key=ITEM)
-    return services.evidence_add_file(
+    return checklist_services.evidence_add_file(
         actor=team.creator, item=item, upload=SimpleUploadedFile("e.txt", b"evidence")
     )
 
 
 def _in_review(team):
     settle(team, "planning")
-    services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
+    gate_services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
 
 
 def _criterion(team):
-    return services.gate_criterion_create(
+    return gate_services.gate_criterion_create(
         actor=team[R.COMMITTEE_CHAIR],
         gate=team.project.gates.first(),
         metric="auroc",
@@ -308,7 +310,7 @@ def test_authorization_matrix(path, method):
     allowed, build = POLICY[(path, method)]
     team = make_team()
     foreign = make_team()
-    services.model_version_create(
+    evaluation_services.model_version_create(
         actor=foreign.creator,
         project=foreign.project,
         label="FOREIGN-model",

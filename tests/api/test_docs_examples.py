@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from governance.demo_records import binary_classifier
+from demo.records import binary_classifier
 from governance.roles import Role
 from governance.services import api_token_create
-from lifecycle import services
-from lifecycle.models import EvaluationRun
+from lifecycle.evaluations.models import EvaluationRun
+from lifecycle.gates import services as gate_services
 from lifecycle.phases import Phase
 from tests.factories import make_team, pass_gate
 
@@ -32,7 +32,7 @@ def examples(language: str) -> list[str]:
 def evaluation_jobs(request, settings):
     """Uploaded evaluations are scored by a real worker when a broker is configured (the
     PostgreSQL pass) and in-process otherwise (the SQLite pass)."""
-    from governance.celery import app
+    from config.celery import app
 
     if not app.conf.task_always_eager:
         worker = request.getfixturevalue("celery_worker")
@@ -57,7 +57,7 @@ def test_the_curl_and_python_examples_upload_poll_and_read_the_verdict(
     pass_gate(team, Phase.PLANNING)
     pass_gate(team, Phase.DATA)
     gate = team.project.gates.get(phase=Phase.DEVELOPMENT)
-    services.gate_criterion_create(
+    gate_services.gate_criterion_create(
         actor=team[Role.COMMITTEE_CHAIR], gate=gate, metric="auroc", comparator=">=", threshold=0.8
     )
     _, token = api_token_create(actor=team[Role.DATA_STEWARD], name="CI pipeline")

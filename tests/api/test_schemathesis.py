@@ -20,7 +20,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from governance.api.authentication import TokenRateThrottle
 from governance.roles import Role
 from governance.services import api_token_create
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.gates import services as gate_services
 from lifecycle.phases import Phase
 from tests.factories import make_team, make_versions
 
@@ -98,7 +100,7 @@ def _objects(team) -> dict[str, list[int]]:
     lead = team.creator
     model, dataset = make_versions(team)
     gate = team.project.gates.get(phase=Phase.PLANNING)
-    run = services.evaluation_run_start(
+    run = evaluation_services.evaluation_run_start(
         actor=lead,
         gate=gate,
         model_version=model,
@@ -106,15 +108,15 @@ def _objects(team) -> dict[str, list[int]]:
         upload=SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n'),
         metrics=["auroc"],
     )
-    criterion = services.gate_criterion_create(
+    criterion = gate_services.gate_criterion_create(
         actor=team[Role.COMMITTEE_CHAIR], gate=gate, metric="auroc", comparator=">=", threshold=0.8
     )
     item = team.project.checklist_items.get(key=ITEM)
-    evidence = services.evidence_add_file(
+    evidence = checklist_services.evidence_add_file(
         actor=lead, item=item, upload=SimpleUploadedFile("dpia.txt", b"dpia")
     )
-    note = services.evidence_add_note(actor=lead, item=item, note="Reviewed.")
-    services.comment_add(actor=lead, item=item, body="Looks complete.")
+    note = checklist_services.evidence_add_note(actor=lead, item=item, note="Reviewed.")
+    checklist_services.comment_add(actor=lead, item=item, body="Looks complete.")
     return {
         "criteria": [criterion.pk],
         "evidence": [evidence.pk, note.pk],

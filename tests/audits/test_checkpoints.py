@@ -10,18 +10,20 @@ from django.db import connection, transaction
 
 from audits import checkpoints, verification
 from audits.models import AuditChain, AuditEvent
-from audits.services import record
 from audits.tasks import write_audit_checkpoints
-from governance.celery import app
+from audits.trail import record
+from config.celery import app
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
 from tests.factories import make_team
 
 pytestmark = pytest.mark.django_db
 
 
 def comment(team, body="Reviewed."):
-    services.comment_add(actor=team.creator, item=team.project.checklist_items.first(), body=body)
+    checklist_services.comment_add(
+        actor=team.creator, item=team.project.checklist_items.first(), body=body
+    )
 
 
 def test_checkpoints_are_signed_lines_appended_per_chain(team, settings):
@@ -120,7 +122,9 @@ def test_parallel_writers_on_postgresql_leave_valid_unforked_chains(postgres, li
         try:
             barrier.wait()
             for i in range(per_writer):
-                services.comment_add(actor=team[Role.COMMITTEE_MEMBER], item=item, body=f"{n}/{i}")
+                checklist_services.comment_add(
+                    actor=team[Role.COMMITTEE_MEMBER], item=item, body=f"{n}/{i}"
+                )
                 if i % 5 == 0:
                     with transaction.atomic():
                         record(actor=team.creator, action="auth.login", project=None)

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from audits.models import AuditChain
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
 from tests.audits import tamper
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ def timeline(team):
 
 def test_the_timeline_shows_events_and_a_verified_chain(client, team):
     item = team.project.checklist_items.first()
-    services.comment_add(actor=team[Role.COMMITTEE_MEMBER], item=item, body="Reviewed.")
+    checklist_services.comment_add(actor=team[Role.COMMITTEE_MEMBER], item=item, body="Reviewed.")
     client.force_login(team[Role.AUDITOR])
     page = client.get(timeline(team)).content.decode()
     length = AuditChain.objects.get(project=team.project).length
@@ -29,8 +29,8 @@ def test_the_timeline_shows_events_and_a_verified_chain(client, team):
 def test_filters_narrow_the_events(client, team):
     item = team.project.checklist_items.first()
     member = team[Role.COMMITTEE_MEMBER]
-    services.comment_add(actor=member, item=item, body="One.")
-    services.comment_add(actor=member, item=item, body="Two.")
+    checklist_services.comment_add(actor=member, item=item, body="One.")
+    checklist_services.comment_add(actor=member, item=item, body="Two.")
     client.force_login(team[Role.AUDITOR])
     page = client.get(timeline(team), {"actor": member.pk}).content.decode()
     assert "2 events, newest first" in page
@@ -46,7 +46,7 @@ def test_a_bad_filter_value_is_shown_next_to_its_field(client, team):
 
 def test_tampering_is_shown_on_the_page(client, team):
     item = team.project.checklist_items.first()
-    services.comment_add(actor=team[Role.COMMITTEE_MEMBER], item=item, body="Reviewed.")
+    checklist_services.comment_add(actor=team[Role.COMMITTEE_MEMBER], item=item, body="Reviewed.")
     chain = AuditChain.objects.get(project=team.project)
     tamper.strip_protections()
     tamper.edit_payload(chain, 2)

@@ -13,14 +13,17 @@ from audits.models import AuditChain, AuditEvent
 from audits.selectors import audit_timeline
 from audits.services import audit_export
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.gates import services as gate_services
 from tests.factories import sign
 
 pytestmark = pytest.mark.django_db
 
 
 def an_event(team) -> AuditEvent:
-    services.comment_add(actor=team.creator, item=team.project.checklist_items.first(), body="x")
+    checklist_services.comment_add(
+        actor=team.creator, item=team.project.checklist_items.first(), body="x"
+    )
     return AuditEvent.objects.filter(chain__project=team.project).last()
 
 
@@ -77,10 +80,10 @@ def test_each_project_has_its_own_chain_starting_at_genesis(team):
 
 def test_before_and_after_values_and_reason_are_recorded(team):
     for item in team.project.checklist_items.filter(phase="planning"):
-        services.checklist_item_update(
+        checklist_services.checklist_item_update(
             actor=team.creator, item=item, status="not_applicable", justification="Pilot only."
         )
-    gate = services.gate_submit(actor=team.creator, gate=team.project.gates.first())
+    gate = gate_services.gate_submit(actor=team.creator, gate=team.project.gates.first())
     sign(team, gate, Role.COMMITTEE_CHAIR, "reject", "Justify each item properly.")
     event = AuditEvent.objects.filter(action="signature.create").get()
     assert event.before == {"gate_state": "in_review"}
@@ -98,8 +101,8 @@ def test_before_and_after_values_and_reason_are_recorded(team):
 def test_the_timeline_filters_in_the_database_and_respects_permissions(team):
     chair, member = team[Role.COMMITTEE_CHAIR], team[Role.COMMITTEE_MEMBER]
     item = team.project.checklist_items.first()
-    services.comment_add(actor=member, item=item, body="First")
-    services.comment_add(actor=chair, item=item, body="Second")
+    checklist_services.comment_add(actor=member, item=item, body="First")
+    checklist_services.comment_add(actor=chair, item=item, body="Second")
     auditor = team[Role.AUDITOR]
     timeline = audit_timeline(auditor, project=team.project)
     assert timeline.count() == AuditEvent.objects.filter(chain__project=team.project).count()
@@ -224,7 +227,7 @@ def test_evidence_downloads_are_recorded(client, team):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     item = team.project.checklist_items.first()
-    evidence = services.evidence_add_file(
+    evidence = checklist_services.evidence_add_file(
         actor=team.creator, item=item, upload=SimpleUploadedFile("a.txt", b"abc")
     )
     client.force_login(team[Role.AUDITOR])

@@ -7,10 +7,11 @@ import json
 import pytest
 from django.core.files.base import ContentFile
 
-from governance.demo_records import binary_classifier
+from demo.records import binary_classifier
 from governance.roles import Role
-from governance.signoffs import required_roles
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.readiness import readiness_of
 from tests.browser.conftest import AXE, SCREENSHOTS
 from tests.factories import PASSWORD, make_team, make_versions, settle, sign
 
@@ -44,12 +45,14 @@ def gate_for_chair():
     file of evidence to open."""
     team = make_team()
     item = team.project.checklist_items.get(key="planning.data-privacy-plan")
-    services.evidence_add_file(
+    checklist_services.evidence_add_file(
         actor=team.creator, item=item, upload=ContentFile(b"DPIA v3 signed", name="dpia.txt")
     )
     settle(team, "planning")
-    gate = services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase="planning"))
-    for role in required_roles(gate):
+    gate = gate_services.gate_submit(
+        actor=team.creator, gate=team.project.gates.get(phase="planning")
+    )
+    for role in readiness_of(gate).required_roles:
         if role != Role.COMMITTEE_CHAIR:
             sign(team, gate, role)
     return team
@@ -102,7 +105,7 @@ def test_a_wrong_password_refuses_the_signature(page, gate_for_chair):
 def test_the_lead_uploads_an_evaluation_and_sees_the_charts(page, tmp_path):
     team = make_team()
     make_versions(team, dataset="valid-2026", purpose="validation", rows=600)
-    services.gate_criterion_create(
+    gate_services.gate_criterion_create(
         actor=team[Role.COMMITTEE_CHAIR],
         gate=team.project.gates.get(phase="planning"),
         metric="auroc",

@@ -4,7 +4,8 @@ import pytest
 
 from governance.models import Project
 from governance.roles import Role
-from lifecycle.models import ChecklistItem, Gate
+from lifecycle.checklists.models import ChecklistItem
+from lifecycle.gates.models import Gate
 from lifecycle.phases import Phase
 from tests.factories import make_team, project_creator
 

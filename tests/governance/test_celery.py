@@ -2,8 +2,8 @@
 
 from django.conf import settings
 
-from governance.celery import app
-from governance.tasks import health_check
+from config.celery import app
+from config.tasks import health_check
 
 
 def test_it_is_configured_for_safe_delivery():

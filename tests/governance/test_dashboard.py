@@ -7,7 +7,8 @@ from django.urls import reverse
 
 from governance.models import ApiToken, RiskTier
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
+from lifecycle.gates import services as gate_services
 from lifecycle.phases import Phase
 from tests.factories import make_team, settle
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def test_the_chair_sees_the_gate_waiting_for_their_signature(client, team):
     settle(team, Phase.PLANNING)
-    services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase=Phase.PLANNING))
+    gate_services.gate_submit(actor=team.creator, gate=team.project.gates.get(phase=Phase.PLANNING))
     client.force_login(team[Role.COMMITTEE_CHAIR])
     page = client.get("/").content.decode()
     pending = page[page.index("Waiting for your signature") : page.index("Assigned to you")]
@@ -28,7 +29,7 @@ def test_the_chair_sees_the_gate_waiting_for_their_signature(client, team):
 
 def test_items_assigned_to_me_are_listed(client, team):
     item = team.project.checklist_items.get(key="planning.data-privacy-plan")
-    services.checklist_item_assign(
+    checklist_services.checklist_item_assign(
         actor=team.creator, item=item, assignee=team[Role.PRIVACY_OFFICER]
     )
     client.force_login(team[Role.PRIVACY_OFFICER])

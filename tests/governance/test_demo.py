@@ -2,9 +2,10 @@
 
 import pytest
 
-from governance.demo import DEMO_USERS, load_demo
+from demo.health_system import DEMO_USERS, load_demo
 from governance.models import Project, User
-from lifecycle.models import Evidence, Gate
+from lifecycle.checklists.models import Evidence
+from lifecycle.gates.models import Gate
 
 pytestmark = pytest.mark.django_db
 

@@ -52,7 +52,7 @@ def test_a_malformed_setting_names_the_variable():
 
 
 def test_env_example_lists_every_setting_the_code_reads():
-    settings_source = (ROOT / "governance" / "settings.py").read_text()
+    settings_source = (ROOT / "config" / "settings.py").read_text()
     example = (ROOT / ".env.example").read_text()
     import re
 
@@ -96,9 +96,9 @@ def test_every_compose_command_exists_in_the_project(name):
             assert (ROOT / (module.replace(".", "/") + ".py")).exists()
             assert (attribute or "application") == "application"
         elif words[0] == "celery":
-            assert words[1:3] == ["-A", "governance"]
+            assert words[1:3] == ["-A", "config"]
             assert words[3] in {"worker", "beat"}
-            from governance.celery import app
+            from config.celery import app
 
             assert app.main == "governance"
         else:
@@ -110,5 +110,5 @@ def test_every_compose_command_exists_in_the_project(name):
 
 def test_the_dockerfile_copies_every_app():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for app in ("governance", "lifecycle", "audits", "templates", "static", "manage.py"):
+    for app in ("config", "demo", "governance", "lifecycle", "audits", "templates", "static", "manage.py"):
         assert f"COPY {app}" in dockerfile

@@ -5,12 +5,14 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from governance.models import Project, SignOffPolicy
+from governance.models import Project
 from governance.roles import Role
-from lifecycle import services
-from lifecycle.models import EvaluationRun, Gate
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.selectors import active_template
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationRun
+from lifecycle.gates.models import Gate, SignOffPolicy
 from lifecycle.phases import Phase
-from lifecycle.selectors import active_template
 from tests.factories import UserFactory, make_team, make_versions
 
 pytestmark = pytest.mark.django_db
@@ -89,8 +91,8 @@ def grow(team, n: int) -> None:
         model, dataset = make_versions(team)
     gate = team.project.gates.get(phase="planning")
     for i in range(n):
-        services.comment_add(actor=team.creator, item=item, body=f"Comment {i}")
-        services.evidence_add_note(actor=team.creator, item=item, note=f"Note {i}")
+        checklist_services.comment_add(actor=team.creator, item=item, body=f"Comment {i}")
+        checklist_services.evidence_add_note(actor=team.creator, item=item, note=f"Note {i}")
     EvaluationRun.objects.bulk_create(
         EvaluationRun(
             project=team.project,
@@ -128,15 +130,15 @@ def test_project_pages_do_not_grow_with_objects(client, path):
 def test_the_run_page_does_not_grow_with_results(client, in_process_tasks):
     from django.core.files.base import ContentFile
 
-    from governance.demo_records import binary_classifier
-    from lifecycle.tasks import run_evaluation
+    from demo.records import binary_classifier
+    from lifecycle.evaluations.tasks import run_evaluation
 
     team = make_team()
     client.force_login(team.creator)
     model, dataset = make_versions(team)
 
     def run_with(metrics):
-        run = services.evaluation_run_start(
+        run = evaluation_services.evaluation_run_start(
             actor=team.creator,
             gate=team.project.gates.first(),
             model_version=model,

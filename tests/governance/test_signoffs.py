@@ -15,17 +15,20 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audits.models import AuditEvent
-from governance import services, signoffs
-from governance.models import (
-    Membership,
+from governance import services
+from governance.models import Membership
+from governance.roles import Role
+from lifecycle.checklists import services as checklist_services
+from lifecycle.gates import services as gate_services
+from lifecycle.gates import signoffs
+from lifecycle.gates.models import (
+    Gate,
     ReauthFailure,
     Signature,
     SignatureInvalidation,
     SignOffPolicy,
 )
-from governance.roles import Role
-from lifecycle import services as lifecycle_services
-from lifecycle.models import Gate
+from lifecycle.gates.readiness import readiness_of
 from lifecycle.phases import Phase
 from tests.factories import (
     PASSWORD,
@@ -48,7 +51,7 @@ def gate_of(team, phase=Phase.PLANNING) -> Gate:
 
 def in_review(team, phase=Phase.PLANNING) -> Gate:
     settle(team, phase)
-    return lifecycle_services.gate_submit(actor=team.creator, gate=gate_of(team, phase))
+    return gate_services.gate_submit(actor=team.creator, gate=gate_of(team, phase))
 
 
 # --- Policy ------------------------------------------------------------------------------------
@@ -57,7 +60,7 @@ def in_review(team, phase=Phase.PLANNING) -> Gate:
 def test_the_default_policy_needs_more_approvers_for_higher_risk():
     def roles(tier, phase):
         team_project = make_project(risk_tier=tier)
-        return signoffs.required_roles(team_project.gates.get(phase=phase))
+        return readiness_of(team_project.gates.get(phase=phase)).required_roles
 
     assert roles("medium", "planning") == ["clinical_lead", "committee_chair", "privacy_officer"]
     assert roles("medium", "development") == [
@@ -73,22 +76,22 @@ def test_the_default_policy_needs_more_approvers_for_higher_risk():
 def test_a_project_keeps_the_policy_it_was_reviewed_under(admin_user):
     old = make_project()
     v1 = SignOffPolicy.objects.get()
-    v2 = services.signoff_policy_create_version(actor=admin_user, source=v1, version="2")
+    v2 = gate_services.signoff_policy_create_version(actor=admin_user, source=v1, version="2")
     v2.requirements.filter(phase="planning", risk_tier="medium", role="privacy_officer").delete()
-    services.signoff_policy_activate(actor=admin_user, policy=v2)
+    gate_services.signoff_policy_activate(actor=admin_user, policy=v2)
     old.refresh_from_db()
     assert old.signoff_policy == v1
-    assert "privacy_officer" in signoffs.required_roles(old.gates.get(phase="planning"))
+    assert "privacy_officer" in readiness_of(old.gates.get(phase="planning")).required_roles
     new = make_project()
     assert new.signoff_policy == v2
-    assert "privacy_officer" not in signoffs.required_roles(new.gates.get(phase="planning"))
+    assert "privacy_officer" not in readiness_of(new.gates.get(phase="planning")).required_roles
 
 
 def test_a_policy_in_use_cannot_change(admin_user):
     make_project()
     requirement = SignOffPolicy.objects.get().requirements.first()
     with pytest.raises(ValidationError, match="create a new version"):
-        services.signoff_requirement_delete(actor=admin_user, requirement=requirement)
+        gate_services.signoff_requirement_delete(actor=admin_user, requirement=requirement)
 
 
 # --- Signing -----------------------------------------------------------------------------------
@@ -119,8 +122,8 @@ def test_a_signature_records_who_what_when_and_the_manifest(team):
 
 def test_a_wrong_password_signs_nothing_and_leaves_a_failed_attempt(team):
     gate = in_review(team)
-    with pytest.raises(services.ReauthenticationFailed, match="wrong password"):
-        services.signoff_create(
+    with pytest.raises(gate_services.ReauthenticationFailed, match="wrong password"):
+        gate_services.signoff_create(
             actor=team[Role.COMMITTEE_CHAIR],
             gate=gate,
             role=Role.COMMITTEE_CHAIR,
@@ -143,8 +146,8 @@ def test_repeated_failures_lock_signing_for_a_cool_off_period(team, settings):
     gate = in_review(team)
     chair = team[Role.COMMITTEE_CHAIR]
     for _ in range(3):
-        with pytest.raises(services.ReauthenticationFailed):
-            services.signoff_create(
+        with pytest.raises(gate_services.ReauthenticationFailed):
+            gate_services.signoff_create(
                 actor=chair, gate=gate, role="committee_chair", meaning="review", password="x"
             )
     with pytest.raises(PermissionDenied, match="Signing is locked"):
@@ -159,9 +162,9 @@ def test_a_totp_code_is_needed_when_a_device_is_enrolled(team):
     gate = in_review(team)
     chair = team[Role.COMMITTEE_CHAIR]
     device = TOTPDevice.objects.create(user=chair, name="phone", confirmed=True)
-    with pytest.raises(services.ReauthenticationFailed, match="TOTP code is required"):
+    with pytest.raises(gate_services.ReauthenticationFailed, match="TOTP code is required"):
         sign(team, gate, Role.COMMITTEE_CHAIR, "review")
-    with pytest.raises(services.ReauthenticationFailed, match="wrong TOTP code"):
+    with pytest.raises(gate_services.ReauthenticationFailed, match="wrong TOTP code"):
         sign(team, gate, Role.COMMITTEE_CHAIR, "review", otp_token="000000")
     device.refresh_from_db()
     device.throttle_reset()  # django-otp slows down guesses after a failure; the clock moved on
@@ -176,8 +179,8 @@ def test_signing_refuses_to_run_inside_someone_elses_transaction(live_db):
     gate = in_review(live)
     with pytest.raises(RuntimeError), transaction.atomic():
         sign(live, gate, Role.COMMITTEE_CHAIR, "review")
-    with pytest.raises(services.ReauthenticationFailed):
-        services.signoff_create(
+    with pytest.raises(gate_services.ReauthenticationFailed):
+        gate_services.signoff_create(
             actor=live[Role.COMMITTEE_CHAIR],
             gate=gate,
             role="committee_chair",
@@ -223,7 +226,7 @@ def test_the_database_refuses_to_update_or_delete_signatures(team):
 
 def settle_change(team):
     item = team.project.checklist_items.filter(phase="planning").first()
-    lifecycle_services.evidence_add_note(actor=team.creator, item=item, note="An addendum.")
+    checklist_services.evidence_add_note(actor=team.creator, item=item, note="An addendum.")
 
 
 def test_a_signature_moved_to_another_gate_with_sql_fails_verification(team):
@@ -264,7 +267,7 @@ def test_new_evidence_on_an_approved_gate_invalidates_and_reopens_it(team):
     signed = list(Signature.objects.filter(gate=approved))
     item = team.project.checklist_items.filter(phase="planning").first()
     upload = SimpleUploadedFile("dpia-v2.pdf", b"the revised impact assessment")
-    evidence = lifecycle_services.evidence_add_file(actor=team.creator, item=item, upload=upload)
+    evidence = checklist_services.evidence_add_file(actor=team.creator, item=item, upload=upload)
     gate = gate_of(team)
     assert gate.state == "in_review" and gate.review_round == 2
     assert "Reopened" in gate.reopened_reason and "dpia-v2.pdf" in gate.reopened_reason
@@ -286,14 +289,14 @@ def test_a_changed_status_during_review_invalidates_current_signatures(team):
     gate = in_review(team)
     signature = sign(team, gate, Role.PRIVACY_OFFICER, "approve")
     item = team.project.checklist_items.filter(phase="planning").first()
-    lifecycle_services.checklist_item_update(actor=team.creator, item=item, status="in_progress")
+    checklist_services.checklist_item_update(actor=team.creator, item=item, status="in_progress")
     assert signature.invalidation.cause.startswith(f"“{item.title}” changed to in progress")
     assert gate_of(team).review_round == 2
 
 
 def test_an_evidence_file_changed_on_disk_fails_verification(team):
     item = team.project.checklist_items.filter(phase="planning").first()
-    evidence = lifecycle_services.evidence_add_file(
+    evidence = checklist_services.evidence_add_file(
         actor=team.creator, item=item, upload=SimpleUploadedFile("plan.txt", b"original plan")
     )
     signature = sign(team, in_review(team), Role.COMMITTEE_CHAIR, "review")
@@ -308,10 +311,10 @@ def test_resubmission_supersedes_the_previous_round(team):
     gate = in_review(team)
     review = sign(team, gate, Role.CLINICAL_LEAD, "approve")
     sign(team, gate, Role.COMMITTEE_CHAIR, "reject", "Missing the DPIA.")
-    lifecycle_services.gate_submit(actor=team.creator, gate=gate_of(team))
+    gate_services.gate_submit(actor=team.creator, gate=gate_of(team))
     assert review.invalidation.kind == "superseded"
     assert "review round 2 started" in review.invalidation.cause
-    conditions = signoffs.gate_conditions(gate_of(team))
+    conditions = readiness_of(gate_of(team))
     assert "clinical_lead" in conditions.missing_roles  # earlier approvals no longer count
 
 
@@ -341,7 +344,7 @@ def test_one_signature_per_person_per_round(team):
 def test_nobody_signs_in_a_role_they_do_not_hold(team):
     gate = in_review(team)
     with pytest.raises(PermissionDenied, match="do not hold the role Committee chair"):
-        services.signoff_create(
+        gate_services.signoff_create(
             actor=team[Role.CLINICAL_LEAD],
             gate=gate,
             role=Role.COMMITTEE_CHAIR,
@@ -360,7 +363,7 @@ def test_the_project_lead_cannot_approve_their_own_project(team):
     with pytest.raises(PermissionDenied, match="project lead cannot approve"):
         sign(team, gate, Role.PROJECT_LEAD, "approve")
     with pytest.raises(PermissionDenied, match="project lead cannot approve"):
-        services.signoff_create(
+        gate_services.signoff_create(
             actor=lead, gate=gate, role=Role.CLINICAL_LEAD, meaning="approve", password=PASSWORD
         )
     assert sign(team, gate, Role.PROJECT_LEAD, "review").pk  # reviewing is allowed
@@ -381,7 +384,7 @@ def test_on_high_risk_the_chair_must_hold_no_other_role():
 def test_approval_needs_settled_items_but_rejection_does_not(team):
     in_review(team)
     item = team.project.checklist_items.filter(phase="planning").first()
-    lifecycle_services.checklist_item_update(actor=team.creator, item=item, status="in_progress")
+    checklist_services.checklist_item_update(actor=team.creator, item=item, status="in_progress")
     with pytest.raises(ValidationError, match="cannot be approved while 1 required item"):
         sign(team, gate_of(team), Role.COMMITTEE_CHAIR, "approve")
     sign(team, gate_of(team), Role.COMMITTEE_CHAIR, "reject", "Finish the checklist.")
@@ -390,7 +393,7 @@ def test_approval_needs_settled_items_but_rejection_does_not(team):
 
 def test_the_last_required_approval_approves_and_opens_the_next_phase(team):
     gate = in_review(team)
-    required = signoffs.required_roles(gate)
+    required = readiness_of(gate).required_roles
     for role in required[:-1]:
         sign(team, gate, role)
         assert gate_of(team).state == "in_review"
@@ -411,11 +414,11 @@ def test_approvers_who_prepared_the_evidence_cannot_approve_alone(team):
         )
     # The clinical lead prepares one item's evidence, then tries to approve in every role.
     item = team.project.checklist_items.filter(phase="planning").first()
-    lifecycle_services.evidence_add_note(actor=team[Role.CLINICAL_LEAD], item=item, note="Mine.")
+    checklist_services.evidence_add_note(actor=team[Role.CLINICAL_LEAD], item=item, note="Mine.")
     gate = in_review(team)
     # Everyone else who approves prepared evidence too: only the lead (creator) and them did.
     sign(team, gate, Role.CLINICAL_LEAD)
-    conditions = signoffs.gate_conditions(gate_of(team))
+    conditions = readiness_of(gate_of(team))
     assert conditions.separation_of_duties_met is False
     assert gate_of(team).state == "in_review"
 
@@ -461,7 +464,7 @@ def _gate_in(state: str):
         return team, gate_of(team, Phase.MONITORING)
     settle(team, Phase.PLANNING)
     if state in {"in_review", "changes_requested"}:
-        lifecycle_services.gate_submit(actor=team.creator, gate=gate_of(team))
+        gate_services.gate_submit(actor=team.creator, gate=gate_of(team))
     if state == "changes_requested":
         sign(team, gate_of(team), Role.COMMITTEE_CHAIR, "reject", "Again.")
     return team, gate_of(team)
@@ -470,11 +473,11 @@ def _gate_in(state: str):
 def _act(team, gate, action, actor):
     user = team.outsider if actor == "outsider" else team[actor]
     if action == "submit":
-        return lifecycle_services.gate_submit(actor=user, gate=gate)
+        return gate_services.gate_submit(actor=user, gate=gate)
     if action == "start_review":
-        return lifecycle_services.gate_start_review_cycle(actor=user, gate=gate)
+        return gate_services.gate_start_review_cycle(actor=user, gate=gate)
     role = actor if actor != "outsider" else Role.COMMITTEE_MEMBER
-    return services.signoff_create(
+    return gate_services.signoff_create(
         actor=user,
         gate=gate,
         role=role,
@@ -520,16 +523,16 @@ def test_twenty_concurrent_signings_give_exactly_one_approval(postgres, live_db)
         services.membership_add(actor=creator, project=project, user=user, role=role)
         members.append((user, role))
     for item in project.checklist_items.filter(phase="planning"):
-        lifecycle_services.evidence_add_note(actor=creator, item=item, note="Evidence.")
-        lifecycle_services.checklist_item_update(actor=creator, item=item, status="done")
-    gate = lifecycle_services.gate_submit(actor=creator, gate=project.gates.get(phase="planning"))
+        checklist_services.evidence_add_note(actor=creator, item=item, note="Evidence.")
+        checklist_services.checklist_item_update(actor=creator, item=item, status="done")
+    gate = gate_services.gate_submit(actor=creator, gate=project.gates.get(phase="planning"))
     barrier = threading.Barrier(20)
     outcomes: list[str] = []
 
     def attempt(user, role):
         try:
             barrier.wait()
-            services.signoff_create(
+            gate_services.signoff_create(
                 actor=user, gate=gate, role=role, meaning="approve", password=PASSWORD
             )
             outcomes.append("signed")

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from governance.roles import Role
-from lifecycle import services
+from lifecycle.checklists import services as checklist_services
 from lifecycle.phases import Phase
 from tests.factories import PASSWORD, UserFactory, make_team
 
@@ -63,7 +63,7 @@ def test_an_outsider_gets_404_on_a_project_page(client, team):
 
 def test_evidence_downloads_only_for_those_who_may_see_the_project(client, team):
     item = team.project.checklist_items.filter(phase=Phase.PLANNING).first()
-    evidence = services.evidence_add_file(
+    evidence = checklist_services.evidence_add_file(
         actor=team.creator, item=item, upload=SimpleUploadedFile("plan.txt", b"the plan")
     )
     url = f"/evidence/{evidence.pk}/download/"

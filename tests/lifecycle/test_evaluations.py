@@ -10,13 +10,15 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from audits.models import AuditEvent
-from governance.demo_records import binary_classifier
-from governance.models import Signature
+from demo.records import binary_classifier
 from governance.roles import Role
-from lifecycle import evaluations, services
-from lifecycle.models import EvaluationResult, EvaluationRun, Gate
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationResult, EvaluationRun
+from lifecycle.evaluations.tasks import run_evaluation, sweep_evaluation_runs
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import Gate, Signature
+from lifecycle.gates.readiness import readiness_of
 from lifecycle.phases import Phase
-from lifecycle.tasks import run_evaluation, sweep_evaluation_runs
 from tests.factories import approve, make_team, make_versions, pass_gate, settle, sign
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +46,7 @@ def start(
         if records is not None
         else binary_classifier(seed=1, n=400, prevalence=0.3, separation=1.5)
     )
-    return services.evaluation_run_start(
+    return evaluation_services.evaluation_run_start(
         actor=actor or team[Role.DATA_STEWARD],
         gate=gate or team.project.gates.get(phase=Phase.PLANNING),
         model_version=model,
@@ -58,7 +60,7 @@ def start(
 
 def criterion(team, gate=None, **fields):
     defaults = {"metric": "auroc", "bound": "value", "comparator": ">=", "threshold": 0.8}
-    return services.gate_criterion_create(
+    return gate_services.gate_criterion_create(
         actor=team[Role.COMMITTEE_CHAIR],
         gate=gate or team.project.gates.get(phase=Phase.PLANNING),
         **{**defaults, **fields},
@@ -94,7 +96,7 @@ def test_bad_upload_requests_are_refused_with_the_field(team):
     other = make_team()
     foreign, _ = make_versions(other)
     with pytest.raises(ValidationError) as caught:
-        services.evaluation_run_start(
+        evaluation_services.evaluation_run_start(
             actor=team[Role.DATA_STEWARD],
             gate=team.project.gates.first(),
             model_version=foreign,
@@ -155,21 +157,25 @@ def test_a_second_delivery_of_the_job_does_nothing(team):
 
 def test_only_the_current_claim_may_store_results(team):
     run = start(team)
-    first = services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now())
+    first = evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now())
     assert (
-        services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now() - timedelta(1))
+        evaluation_services.evaluation_run_claim(
+            run_id=run.pk, stale_before=timezone.now() - timedelta(1)
+        )
         is None
     )
     # The worker holding `first` goes silent; a later delivery takes the run over.
     later = timezone.now() + timedelta(seconds=1)
-    second = services.evaluation_run_claim(run_id=run.pk, stale_before=later)
+    second = evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=later)
     assert second and second != first
-    assert not services.evaluation_run_heartbeat(
+    assert not evaluation_services.evaluation_run_heartbeat(
         run_id=run.pk, token=first, progress=0.5, message=""
     )
-    assert not services.evaluation_run_succeed(run_id=run.pk, token=first, result={"metrics": {}})
+    assert not evaluation_services.evaluation_run_succeed(
+        run_id=run.pk, token=first, result={"metrics": {}}
+    )
     assert not run.results.exists()
-    assert services.evaluation_run_succeed(
+    assert evaluation_services.evaluation_run_succeed(
         run_id=run.pk,
         token=second,
         result={
@@ -179,7 +185,10 @@ def test_only_the_current_claim_may_store_results(team):
     )
     assert run.results.count() == 1
     assert EvaluationRun.objects.get(pk=run.pk).attempts == 2
-    assert services.evaluation_run_claim(run_id=run.pk, stale_before=later + timedelta(1)) is None
+    assert (
+        evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=later + timedelta(1))
+        is None
+    )
 
 
 def test_the_sweeper_requeues_lost_runs(
@@ -188,7 +197,7 @@ def test_the_sweeper_requeues_lost_runs(
     settings.EVALUATION_STALE_AFTER = 60
     queued = start(team)
     lost = start(team)
-    token = services.evaluation_run_claim(run_id=lost.pk, stale_before=timezone.now())
+    token = evaluation_services.evaluation_run_claim(run_id=lost.pk, stale_before=timezone.now())
     old = timezone.now() - timedelta(minutes=5)
     EvaluationRun.objects.filter(pk=queued.pk).update(created_at=old)
     EvaluationRun.objects.filter(pk=lost.pk).update(heartbeat_at=old)
@@ -221,10 +230,10 @@ def test_criteria_are_judged_on_the_latest_succeeded_run(team):
         team, metric="recall", scope="each_group", group_attribute="sex", threshold=0.0
     )
     gate = team.project.gates.get(phase=Phase.PLANNING)
-    assert {v.status for v in evaluations.criteria_verdicts(gate)} == {"no data"}
+    assert {v.status for v in readiness_of(gate).verdicts} == {"no data"}
     run = start(team)
     run_evaluation.apply(args=[run.pk])
-    verdicts = {v.criterion: v for v in evaluations.criteria_verdicts(gate)}
+    verdicts = {v.criterion: v for v in readiness_of(gate).verdicts}
     assert verdicts[passing].status == "pass" and verdicts[passing].observed > 0.8
     assert verdicts[failing].status == "fail" and "overall" in verdicts[failing].detail
     assert verdicts[fair].status == "pass"
@@ -233,12 +242,12 @@ def test_criteria_are_judged_on_the_latest_succeeded_run(team):
     assert fair.expression == "demographic_parity_difference(sex) <= 0.5"
     later = start(team, records=binary_classifier(seed=2, n=400, prevalence=0.3, separation=0.1))
     run_evaluation.apply(args=[later.pk])
-    assert {v.criterion: v for v in evaluations.criteria_verdicts(gate)}[passing].status == "fail"
+    assert {v.criterion: v for v in readiness_of(gate).verdicts}[passing].status == "fail"
 
 
 def test_only_policy_roles_set_criteria_and_bad_ones_are_refused(team):
     with pytest.raises(PermissionDenied):
-        services.gate_criterion_create(
+        gate_services.gate_criterion_create(
             actor=team.creator,
             gate=team.project.gates.first(),
             metric="auroc",
@@ -246,7 +255,7 @@ def test_only_policy_roles_set_criteria_and_bad_ones_are_refused(team):
             threshold=0.9,
         )
     criterion(team)  # the chair
-    services.gate_criterion_create(
+    gate_services.gate_criterion_create(
         actor=team[Role.CLINICAL_SAFETY_OFFICER],
         gate=team.project.gates.first(),
         metric="hallucination_rate",
@@ -268,7 +277,7 @@ def test_a_failing_required_criterion_blocks_approval(team):
     start_and_run = start(team)
     run_evaluation.apply(args=[start_and_run.pk])
     settle(team, Phase.PLANNING)
-    gate = services.gate_submit(
+    gate = gate_services.gate_submit(
         actor=team.creator, gate=team.project.gates.get(phase=Phase.PLANNING)
     )
     with pytest.raises(ValidationError, match=r"auroc >= 0\.999"):
@@ -292,7 +301,7 @@ def test_results_and_criteria_are_in_the_manifest_and_changes_invalidate(team):
     assert gate.state == "in_review" and "evaluation run" in gate.reopened_reason
     assert all(s.invalidation.kind == "invalidated" for s in Signature.objects.filter(gate=gate))
     approve(team, gate)
-    updated = services.gate_criterion_update(
+    updated = gate_services.gate_criterion_update(
         actor=team[Role.COMMITTEE_CHAIR], criterion=gate.criteria.get(), threshold=0.6
     )
     assert updated.expression == "auroc >= 0.6"
@@ -319,7 +328,7 @@ def test_an_upload_is_scored_by_a_real_worker(celery_worker, live_db, settings):
     run = wait_for(start(team), {"succeeded", "failed"})
     assert run.status == "succeeded", run.error_message
     gate = team.project.gates.get(phase=Phase.PLANNING)
-    assert [v.status for v in evaluations.criteria_verdicts(gate)] == ["pass"]
+    assert [v.status for v in readiness_of(gate).verdicts] == ["pass"]
     bad = start(
         team,
         records=b'{"id": "x", "label": 1, "score": 0.2}\n{not json\n',
@@ -335,7 +344,7 @@ def test_a_worker_killed_mid_run_leaves_one_set_of_results(celery_worker, live_d
     settings.MEDIA_ROOT = celery_worker.media_dir
     team = make_team()
     records = binary_classifier(seed=9, n=60_000, prevalence=0.2, separation=1.2)
-    run = services.evaluation_run_start(
+    run = evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
         gate=team.project.gates.get(phase=Phase.PLANNING),
         model_version=make_versions(team)[0],

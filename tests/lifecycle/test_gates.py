@@ -3,11 +3,12 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance import services as governance_services
 from governance.models import Project
 from governance.roles import Role
-from lifecycle import services
-from lifecycle.models import Gate, ItemStatus
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import ItemStatus
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import Gate
 from lifecycle.phases import Phase
 from tests.factories import PASSWORD, pass_gate, settle, sign
 
@@ -21,10 +22,10 @@ def gate(team, phase: Phase) -> Gate:
 def test_submission_lists_the_items_that_block_it(team):
     items = team.project.checklist_items.filter(phase=Phase.PLANNING)
     first = items.first()
-    services.evidence_add_note(actor=team.creator, item=first, note="Scope statement v2")
-    services.checklist_item_update(actor=team.creator, item=first, status=ItemStatus.DONE)
+    checklist_services.evidence_add_note(actor=team.creator, item=first, note="Scope statement v2")
+    checklist_services.checklist_item_update(actor=team.creator, item=first, status=ItemStatus.DONE)
     with pytest.raises(ValidationError) as caught:
-        services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
+        gate_services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
     message = caught.value.messages[0]
     assert "6 required item(s)" in message
     for item in items[1:]:
@@ -34,13 +35,13 @@ def test_submission_lists_the_items_that_block_it(team):
 
 def test_not_applicable_with_justification_counts_as_settled(team):
     for item in team.project.checklist_items.filter(phase=Phase.PLANNING):
-        services.checklist_item_update(
+        checklist_services.checklist_item_update(
             actor=team.creator,
             item=item,
             status=ItemStatus.NOT_APPLICABLE,
             justification="Covered by the enterprise programme.",
         )
-    submitted = services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
+    submitted = gate_services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
     assert (submitted.state, submitted.review_round) == ("in_review", 1)
 
 
@@ -59,14 +60,14 @@ def test_approval_opens_the_next_phase_only(team):
 
 def test_a_locked_gate_cannot_be_submitted(team):
     with pytest.raises(ValidationError, match="locked and cannot be submitted"):
-        services.gate_submit(actor=team.creator, gate=gate(team, Phase.DATA))
+        gate_services.gate_submit(actor=team.creator, gate=gate(team, Phase.DATA))
 
 
 def test_a_rejection_needs_a_reason_and_resubmission_starts_a_new_round(team):
     settle(team, Phase.PLANNING)
-    planning = services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
+    planning = gate_services.gate_submit(actor=team.creator, gate=gate(team, Phase.PLANNING))
     with pytest.raises(ValidationError) as caught:
-        governance_services.signoff_create(
+        gate_services.signoff_create(
             actor=team[Role.COMMITTEE_CHAIR],
             gate=planning,
             role=Role.COMMITTEE_CHAIR,
@@ -80,7 +81,7 @@ def test_a_rejection_needs_a_reason_and_resubmission_starts_a_new_round(team):
         "changes_requested",
         "Add the bias mitigation plan.",
     )
-    again = services.gate_submit(actor=team.creator, gate=sent_back)
+    again = gate_services.gate_submit(actor=team.creator, gate=sent_back)
     assert (again.state, again.review_round) == ("in_review", 2)
 
 
@@ -88,8 +89,8 @@ def test_only_the_project_lead_submits(team):
     settle(team, Phase.PLANNING)
     planning = gate(team, Phase.PLANNING)
     with pytest.raises(PermissionDenied):
-        services.gate_submit(actor=team[Role.CLINICAL_LEAD], gate=planning)
-    services.gate_submit(actor=team.creator, gate=planning)
+        gate_services.gate_submit(actor=team[Role.CLINICAL_LEAD], gate=planning)
+    gate_services.gate_submit(actor=team.creator, gate=planning)
     assert gate(team, Phase.PLANNING).state == "in_review"
 
 
@@ -100,13 +101,15 @@ def test_all_five_gates_pass_in_order_and_monitoring_recurs(team):
     assert Project.objects.get(pk=team.project.pk).current_phase == Phase.MONITORING
 
     chair = team[Role.COMMITTEE_CHAIR]
-    monitoring = services.gate_start_review_cycle(actor=chair, gate=gate(team, Phase.MONITORING))
+    monitoring = gate_services.gate_start_review_cycle(
+        actor=chair, gate=gate(team, Phase.MONITORING)
+    )
     assert (monitoring.state, monitoring.cycle) == ("open", 2)
     statuses = set(
         team.project.checklist_items.filter(phase=Phase.MONITORING).values_list("status", flat=True)
     )
     assert statuses == {"in_progress"}  # each periodic review confirms its items afresh
     with pytest.raises(ValidationError, match="Only the monitoring gate recurs"):
-        services.gate_start_review_cycle(actor=chair, gate=gate(team, Phase.PLANNING))
+        gate_services.gate_start_review_cycle(actor=chair, gate=gate(team, Phase.PLANNING))
     pass_gate(team, Phase.MONITORING)
     assert gate(team, Phase.MONITORING).review_round == 2

@@ -6,9 +6,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from governance.demo_records import binary_classifier
+from demo.records import binary_classifier
 from governance.roles import Role
-from lifecycle.models import ChecklistItem, EvaluationRun, Evidence
+from lifecycle.checklists.models import ChecklistItem, Evidence
+from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.phases import Phase
 from tests.factories import make_versions
 

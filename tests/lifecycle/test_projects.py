@@ -3,11 +3,12 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance import services
 from governance.models import Membership, Project
 from governance.roles import Role
-from lifecycle.models import ChecklistItem, Gate
+from lifecycle.checklists.models import ChecklistItem
+from lifecycle.gates.models import Gate
 from lifecycle.phases import Phase
+from lifecycle.projects import services as project_services
 from tests.factories import UserFactory, make_project, project_creator
 
 pytestmark = pytest.mark.django_db
@@ -70,14 +71,14 @@ def test_bad_fields_are_named_in_the_error(field, value, message):
 
 
 def test_the_project_lead_edits_descriptive_fields_but_not_the_slug(team):
-    project = services.project_update(
+    project = project_services.project_update(
         actor=team.creator, project=team.project, risk_tier="high", name="Renamed"
     )
     assert (project.risk_tier, project.name) == ("high", "Renamed")
     with pytest.raises(ValidationError, match="cannot be changed"):
-        services.project_update(actor=team.creator, project=team.project, slug="other")
+        project_services.project_update(actor=team.creator, project=team.project, slug="other")
     with pytest.raises(PermissionDenied):
-        services.project_update(
+        project_services.project_update(
             actor=team[Role.CLINICAL_LEAD], project=team.project, name="Hijacked"
         )
     assert Project.objects.get(pk=team.project.pk).name == "Renamed"

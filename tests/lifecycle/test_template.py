@@ -4,10 +4,10 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from governance.roles import Role
-from lifecycle import services
-from lifecycle.models import ChecklistTemplate, TemplateItem
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import ChecklistTemplate, TemplateItem
+from lifecycle.checklists.selectors import active_template
 from lifecycle.phases import Phase
-from lifecycle.selectors import active_template
 from tests.factories import UserFactory, make_project
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,9 @@ def test_every_item_is_complete_and_keyed_by_its_phase():
 def test_a_project_keeps_its_template_version_when_a_new_one_is_activated(admin_user):
     project = make_project()
     v1 = project.checklist_template
-    v2 = services.checklist_template_create_version(actor=admin_user, source=v1, version="2")
+    v2 = checklist_services.checklist_template_create_version(
+        actor=admin_user, source=v1, version="2"
+    )
     item = TemplateItem(
         template=v2,
         phase=Phase.DEPLOYMENT,
@@ -49,8 +51,8 @@ def test_a_project_keeps_its_template_version_when_a_new_one_is_activated(admin_
         owner_role=Role.CLINICAL_SAFETY_OFFICER,
         position=999,
     )
-    services.template_item_save(actor=admin_user, item=item)
-    services.checklist_template_activate(actor=admin_user, template=v2)
+    checklist_services.template_item_save(actor=admin_user, item=item)
+    checklist_services.checklist_template_activate(actor=admin_user, template=v2)
 
     project.refresh_from_db()
     assert project.checklist_template == v1
@@ -67,34 +69,36 @@ def test_a_template_in_use_cannot_change(admin_user):
     item = template.items.first()
     item.title = "Something else"
     with pytest.raises(ValidationError, match="create a new version"):
-        services.template_item_save(actor=admin_user, item=item)
+        checklist_services.template_item_save(actor=admin_user, item=item)
     with pytest.raises(ValidationError, match="create a new version"):
-        services.template_item_delete(actor=admin_user, item=item)
+        checklist_services.template_item_delete(actor=admin_user, item=item)
     assert template.items.get(pk=item.pk).title != "Something else"
 
 
 def test_a_template_missing_a_phase_cannot_be_activated(admin_user):
     v1 = active_template()
-    v2 = services.checklist_template_create_version(actor=admin_user, source=v1, version="2")
+    v2 = checklist_services.checklist_template_create_version(
+        actor=admin_user, source=v1, version="2"
+    )
     v2.items.filter(phase=Phase.MONITORING).delete()
     with pytest.raises(ValidationError, match="Monitoring and maintenance"):
-        services.checklist_template_activate(actor=admin_user, template=v2)
+        checklist_services.checklist_template_activate(actor=admin_user, template=v2)
     assert active_template() == v1
 
 
 def test_only_template_administrators_manage_templates():
     someone = UserFactory(is_staff=True)
     with pytest.raises(PermissionDenied):
-        services.checklist_template_create_version(
+        checklist_services.checklist_template_create_version(
             actor=someone, source=active_template(), version="2"
         )
     with pytest.raises(PermissionDenied):
-        services.checklist_template_activate(actor=someone, template=active_template())
+        checklist_services.checklist_template_activate(actor=someone, template=active_template())
     assert ChecklistTemplate.objects.count() == 1
 
 
 def test_a_duplicate_version_label_is_refused(admin_user):
     with pytest.raises(ValidationError, match="version"):
-        services.checklist_template_create_version(
+        checklist_services.checklist_template_create_version(
             actor=admin_user, source=active_template(), version="1"
         )

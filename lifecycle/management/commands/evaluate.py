@@ -11,7 +11,15 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lifecycle.metrics import TASK_PRESETS, Limits, RecordError, evaluate, format_text
+from lifecycle.metrics import (
+    DEFAULT_RESAMPLES,
+    MAX_RESAMPLES,
+    TASK_PRESETS,
+    Limits,
+    RecordError,
+    evaluate,
+    format_text,
+)
 
 REFUSED = 2
 
@@ -35,7 +43,10 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["json", "text"], default="json")
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
         parser.add_argument(
-            "--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)"
+            "--resamples",
+            type=int,
+            default=DEFAULT_RESAMPLES,
+            help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}, at most {MAX_RESAMPLES})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

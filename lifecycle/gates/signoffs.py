@@ -1,4 +1,4 @@
-"""What a gate signature covers, whether it still holds, and what a gate still needs.
+"""What a gate signature covers, whether it still holds, and what happens when it stops.
 
 The manifest is the canonical JSON of everything a signer vouches for: the project and its
 risk tier, the gate and review round, the checklist template and sign-off policy versions, the
@@ -15,19 +15,18 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from audits.models import AuditEvent
-from governance.models import (
-    Membership,
+from audits.trail import record
+from governance.models import Membership, User
+from governance.roles import Role
+from lifecycle.checklists.models import ChecklistItem, Evidence
+from lifecycle.gates.models import (
+    Gate,
+    GateState,
     Signature,
     SignatureInvalidation,
-    SignatureMeaning,
-    SignOffRequirement,
-    User,
 )
-from governance.roles import Role
-from lifecycle import evaluations
-from lifecycle.models import ChecklistItem, Evidence, Gate, GateState
-from lifecycle.progress import refresh_current_phase
-from lifecycle.selectors import blocking_items
+from lifecycle.gates.readiness import Readiness, readiness_of
+from lifecycle.gates.transitions import Move, gate_move, lock_gate
 
 MANIFEST_VERSION = 1
 
@@ -38,16 +37,6 @@ def canonical(value: Any) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def required_roles(gate: Gate) -> list[str]:
-    """Roles whose approval the gate needs under the project's sign-off policy."""
-    project = gate.project
-    return sorted(
-        SignOffRequirement.objects.filter(
-            policy_id=project.signoff_policy_id, phase=gate.phase, risk_tier=project.risk_tier
-        ).values_list("role", flat=True)
-    )
 
 
 def _evidence_entry(evidence: Evidence) -> dict[str, Any]:
@@ -70,6 +59,7 @@ def build_manifest(gate: Gate) -> dict[str, Any]:
         .order_by("position")
         .prefetch_related(Prefetch("evidence", queryset=active, to_attr="active_evidence"))
     )
+    readiness = readiness_of(gate)
     return {
         "manifest_version": MANIFEST_VERSION,
         "project": {"slug": project.slug, "name": project.name, "risk_tier": project.risk_tier},
@@ -81,8 +71,8 @@ def build_manifest(gate: Gate) -> dict[str, Any]:
         },
         "checklist_template": project.checklist_template.version,
         "signoff_policy": project.signoff_policy.version,
-        "required_roles": required_roles(gate),
-        "evaluation": evaluations.manifest_section(gate),
+        "required_roles": sorted(readiness.required_roles),
+        "evaluation": _evaluation_section(readiness),
         "items": [
             {
                 "key": item.key,
@@ -257,20 +247,9 @@ def invalidate(
         for s in stale
     )
     now = timezone.now()
-    reopened = gate.state == GateState.APPROVED
-    Gate.objects.filter(pk=gate.pk).update(
-        review_round=gate.review_round + 1,
-        state=GateState.IN_REVIEW if reopened else gate.state,
-        reopened_at=now if reopened else gate.reopened_at,
-        reopened_reason=(
-            f"Reopened {now:%Y-%m-%d %H:%M %Z}: {cause} — {len(stale)} signature(s) invalidated."
-            if reopened
-            else gate.reopened_reason
-        ),
-    )
+    note = f"Reopened {now:%Y-%m-%d %H:%M %Z}: {cause} — {len(stale)} signature(s) invalidated."
+    gate_move(lock_gate(gate), Move.CONTENT_CHANGED, by=actor, note=note, now=now)
     gate.refresh_from_db()
-    if reopened:
-        refresh_current_phase(gate.project)
 
 
 def supersede(
@@ -298,77 +277,87 @@ def supersede(
 # --- What a gate still needs --------------------------------------------------------------------
 
 
-@dataclass
-class GateConditions:
-    """Every condition of a gate's approval, each met or not, for pages, API and decisions."""
-
-    required_roles: list[str]
-    approvals_by_role: dict[str, list[Signature]]
-    missing_roles: list[str]
-    blocking_items: list[ChecklistItem]
-    verdicts: list[evaluations.Verdict]
-    separation_of_duties_met: bool
-    signatures: list[Signature]
-    invalidated: list[tuple[Signature, SignatureInvalidation]]
-
-    @property
-    def role_rows(self) -> list[tuple[str, bool]]:
-        """(role label, approved) for each role the policy requires."""
-        return [(Role(r).label, r not in self.missing_roles) for r in self.required_roles]
-
-    @property
-    def failing_criteria(self) -> list[evaluations.Verdict]:
-        return [v for v in self.verdicts if v.criterion.required and not v.passed]
-
-    @property
-    def can_be_approved(self) -> bool:
-        return (
-            not self.missing_roles
-            and not self.blocking_items
-            and not self.failing_criteria
-            and self.separation_of_duties_met
-        )
-
-
-def evidence_preparers(gate: Gate) -> set[int]:
-    return set(
-        Evidence.objects.filter(item__gate=gate, withdrawn_at__isnull=True).values_list(
-            "added_by_id", flat=True
-        )
-    )
-
-
-def gate_conditions(gate: Gate) -> GateConditions:
-    required = required_roles(gate)
-    signatures = list(current_signatures(gate))
-    approvals: dict[str, list[Signature]] = {}
-    for signature in signatures:
-        if signature.meaning == SignatureMeaning.APPROVE:
-            approvals.setdefault(signature.role, []).append(signature)
-    approvers = {s.signer_id for group in approvals.values() for s in group}
-    preparers = evidence_preparers(gate)
-    invalidated = [
-        (s, s.invalidation)
-        for s in Signature.objects.filter(gate=gate, invalidation__isnull=False)
-        .select_related("invalidation", "signer")
-        .order_by("-signed_at")
-    ]
-    return GateConditions(
-        required_roles=required,
-        approvals_by_role=approvals,
-        missing_roles=[role for role in required if role not in approvals],
-        blocking_items=list(blocking_items(gate)),
-        verdicts=evaluations.criteria_verdicts(gate),
-        # The people who prepared the evidence cannot be the only ones approving it.
-        separation_of_duties_met=not approvers or bool(approvers - preparers),
-        signatures=signatures,
-        invalidated=invalidated,
-    )
-
-
 def roles_that_may_sign(user: User, gate: Gate) -> list[str]:
     """The roles `user` holds on the gate's project that can put a signature on it."""
     held = Membership.objects.filter(project=gate.project_id, user=user).values_list(
         "role", flat=True
     )
     return sorted(role for role in held if role != Role.AUDITOR)
+
+
+def record_signed_content_change(
+    actor: User | None,
+    gate: Gate,
+    *,
+    action: str,
+    target: Any,
+    cause: str,
+    target_type: str = "",
+    target_id: int | str = "",
+    target_text: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+) -> None:
+    """Audit a change to what the gate's signatures cover, and invalidate the signatures it
+    broke (reopening the gate if it was approved), all in the caller's transaction.
+
+    Every service that changes signed content (items, evidence, criteria, evaluation results,
+    project details) ends with this call."""
+    gate = Gate.objects.select_related(
+        "project__checklist_template", "project__signoff_policy"
+    ).get(pk=gate.pk)
+    stale = stale_signatures(gate)
+    event = record(
+        actor=actor,
+        action=action,
+        project=gate.project,
+        target=target,
+        target_type=target_type,
+        target_id=target_id,
+        target_text=target_text,
+        before=before,
+        after={**(after or {}), **invalidation_summary(stale, gate)},
+        reason=reason,
+    )
+    invalidate(gate=gate, stale=stale, event=event, actor=actor, cause=cause)
+
+
+def _evaluation_section(readiness: Readiness) -> dict[str, Any]:
+    """What a signature covers of the evaluation: the run, its numbers, the verdicts."""
+    run = readiness.run
+    section: dict[str, Any] = {"run": None}
+    if run is not None:
+        section = {
+            "run": run.pk,
+            "file_sha256": run.sha256,
+            "model_version": run.model_version.label,
+            "dataset_version": run.dataset_version.label,
+            "dataset_sha256": run.dataset_version.sha256,
+            "engine_version": run.provenance.get("engine_version"),
+            "seed": run.seed,
+            "resamples": run.resamples,
+            "results": [
+                [
+                    r.scope,
+                    r.group_attribute,
+                    r.group_value,
+                    r.metric,
+                    r.value,
+                    r.ci_low,
+                    r.ci_high,
+                    r.n,
+                ]
+                for r in run.results.order_by("scope", "group_attribute", "group_value", "metric")
+            ],
+        }
+    section["criteria"] = [
+        {
+            "expression": v.criterion.expression,
+            "required": v.criterion.required,
+            "verdict": v.status,
+            "observed": v.observed,
+        }
+        for v in readiness.verdicts
+    ]
+    return section

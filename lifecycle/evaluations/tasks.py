@@ -20,9 +20,9 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from audits.context import system_context
-from lifecycle import services
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.metrics import Limits, RecordError, evaluate
-from lifecycle.models import EvaluationRun
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def _stale_before():
 def run_evaluation(self, run_id: int) -> str:
     """Score evaluation run `run_id` and attach its results to the gate."""
     with system_context("celery:lifecycle.run_evaluation"):
-        token = services.evaluation_run_claim(run_id=run_id, stale_before=_stale_before())
+        token = evaluation_services.evaluation_run_claim(
+            run_id=run_id, stale_before=_stale_before()
+        )
         if token is None:
             return "skipped: finished or claimed by another job"
         run = EvaluationRun.objects.get(pk=run_id)
@@ -58,7 +60,7 @@ def run_evaluation(self, run_id: int) -> str:
             if time.monotonic() - last_beat < 0.5 and fraction < 1:
                 return
             last_beat = time.monotonic()
-            if not services.evaluation_run_heartbeat(
+            if not evaluation_services.evaluation_run_heartbeat(
                 run_id=run_id, token=token, progress=fraction, message=message
             ):
                 raise RunReclaimed
@@ -77,15 +79,17 @@ def run_evaluation(self, run_id: int) -> str:
                 )
             if result.get("provenance", {}).get("input_sha256") not in (None, run.sha256):
                 raise ValueError("the stored file no longer matches the SHA-256 taken at upload")
-            stored = services.evaluation_run_succeed(run_id=run_id, token=token, result=result)
+            stored = evaluation_services.evaluation_run_succeed(
+                run_id=run_id, token=token, result=result
+            )
             return "succeeded" if stored else "skipped: claimed by another job"
         except RunReclaimed:
             return "skipped: claimed by another job"
         except RecordError as exc:
-            services.evaluation_run_fail(run_id=run_id, token=token, message=str(exc))
+            evaluation_services.evaluation_run_fail(run_id=run_id, token=token, message=str(exc))
             return "failed: refused file"
         except SoftTimeLimitExceeded:
-            services.evaluation_run_fail(
+            evaluation_services.evaluation_run_fail(
                 run_id=run_id,
                 token=token,
                 message=f"Out of time ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s): evaluate fewer.",
@@ -93,7 +97,7 @@ def run_evaluation(self, run_id: int) -> str:
             return "failed: time limit"
         except TRANSIENT as exc:
             if self.request.retries >= self.max_retries:
-                services.evaluation_run_fail(
+                evaluation_services.evaluation_run_fail(
                     run_id=run_id, token=token, message=f"Gave up after retries: {exc}"
                 )
                 return "failed: transient errors persisted"
@@ -102,7 +106,7 @@ def run_evaluation(self, run_id: int) -> str:
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         except Exception as exc:
             logger.exception("evaluation run %s failed", run_id)
-            services.evaluation_run_fail(
+            evaluation_services.evaluation_run_fail(
                 run_id=run_id, token=token, message=f"The evaluation failed: {exc}"
             )
             return "failed: error"
@@ -117,7 +121,7 @@ def sweep_evaluation_runs() -> list[int]:
     """Queue again runs stuck in queued (a lost message) or running without a heartbeat (a
     lost worker). Run by Celery beat every EVALUATION_SWEEP_INTERVAL seconds."""
     with system_context("celery:lifecycle.sweep_evaluation_runs"):
-        return services.evaluation_runs_requeue_stuck(
+        return evaluation_services.evaluation_runs_requeue_stuck(
             queued_before=timezone.now() - timedelta(seconds=settings.EVALUATION_STALE_AFTER),
             stale_before=_stale_before(),
         )

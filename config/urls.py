@@ -4,15 +4,17 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from audits import views as audits_views
+from config import views as site_views
 from governance import views
 from lifecycle import views as lifecycle_views
+from lifecycle.projects import views as project_views
 
 # Uploaded evidence is never served from MEDIA_URL: only through the permission-checked view.
 P = "projects/<slug:slug>/"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path(P, views.project_overview, name="project-detail"),
+    path("", project_views.home, name="home"),
+    path(P, project_views.project_overview, name="project-detail"),
     path(P + "phases/<str:phase>/", lifecycle_views.phase_page, name="phase"),
     path(P + "items/<str:key>/status/", lifecycle_views.item_status, name="item-status"),
     path(P + "items/<str:key>/assign/", lifecycle_views.item_assign, name="item-assign"),
@@ -42,9 +44,9 @@ urlpatterns = [
     # Only log in and out: password changes go through the audited user services.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("healthz/", views.healthz, name="healthz"),
+    path("healthz/", site_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("governance.api.urls")),
+    path("api/v1/", include("config.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

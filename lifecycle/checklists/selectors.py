@@ -1,11 +1,12 @@
 """Permission-restricted reads of the lifecycle domain."""
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 
 from governance.models import Project, User
 from governance.selectors import projects_for_user
-from lifecycle.models import SETTLED_STATUSES, ChecklistItem, ChecklistTemplate, Evidence, Gate
+from lifecycle.checklists.models import SETTLED_STATUSES, ChecklistItem, ChecklistTemplate, Evidence
+from lifecycle.gates.models import Gate
 
 
 def active_template() -> ChecklistTemplate:
@@ -16,20 +17,6 @@ def active_template() -> ChecklistTemplate:
             "No checklist template is active: an administrator must activate one first."
         )
     return template
-
-
-def gates_for_project(project: Project) -> QuerySet[Gate]:
-    """The project's gates in phase order, annotated with their item counts."""
-    settled = Q(items__status__in=SETTLED_STATUSES)
-    return (
-        Gate.objects.filter(project=project)
-        .annotate(
-            item_count=Count("items"),
-            settled_count=Count("items", filter=settled),
-            blocking_count=Count("items", filter=Q(items__required=True) & ~settled),
-        )
-        .order_by("position")
-    )
 
 
 def checklist_items_for_user(user: User, *, project: Project | None = None) -> QuerySet:

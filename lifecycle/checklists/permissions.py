@@ -3,7 +3,7 @@
 from governance.models import User
 from governance.permissions import Access, has_project_perm, roles_of
 from governance.roles import Role
-from lifecycle.models import ChecklistItem
+from lifecycle.checklists.models import ChecklistItem
 
 
 def can_edit_item(user: User, item: ChecklistItem, access: Access | None = None) -> bool:

@@ -5,7 +5,7 @@ after their own permission and completeness checks."""
 from django.db.models import Model
 
 from audits.models import Action
-from audits.services import record
+from audits.trail import record
 from governance.models import User
 
 

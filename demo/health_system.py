@@ -10,14 +10,20 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from governance import demo_records, signoffs
+from demo import records as demo_records
 from governance import services as governance_services
-from governance.models import Project, RiskTier, SignatureMeaning, TaskCategory, User
+from governance.models import Project, RiskTier, TaskCategory, User
 from governance.roles import Role
-from lifecycle import services
-from lifecycle.models import Adaptation, DatasetPurpose, Gate, ItemStatus
+from lifecycle.checklists import services as checklist_services
+from lifecycle.checklists.models import ItemStatus
+from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import Adaptation, DatasetPurpose
+from lifecycle.evaluations.tasks import run_evaluation
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import Gate, SignatureMeaning
+from lifecycle.gates.readiness import readiness_of
 from lifecycle.phases import Phase
-from lifecycle.tasks import run_evaluation
+from lifecycle.projects import services as project_services
 
 DEMO_PASSWORD = "governance-demo"  # noqa: S105 - documented demo credential
 
@@ -253,7 +259,7 @@ def _users(created: list[str]) -> dict[str, User]:
 def _project(spec: dict, users: dict[str, User]) -> None:
     lead, chair = users["lead"], users["chair"]
     fields = ("slug", "name", "description", "clinical_setting", "intended_use")
-    project = governance_services.project_create(
+    project = project_services.project_create(
         actor=lead,
         intended_users=spec["intended_users"],
         task_category=spec["task_category"],
@@ -266,7 +272,7 @@ def _project(spec: dict, users: dict[str, User]) -> None:
                 actor=lead, project=project, user=users[username], role=role
             )
     for label, base, adaptation in spec["models"]:
-        services.model_version_create(
+        evaluation_services.model_version_create(
             actor=lead,
             project=project,
             label=label,
@@ -275,7 +281,7 @@ def _project(spec: dict, users: dict[str, User]) -> None:
             notes=f"Registered for the {project.name} evaluation.",
         )
     for label, purpose, rows in spec["datasets"]:
-        services.dataset_version_create(
+        evaluation_services.dataset_version_create(
             actor=users["steward"],
             project=project,
             label=label,
@@ -292,17 +298,17 @@ def _project(spec: dict, users: dict[str, User]) -> None:
             break
         _settle_phase(project, phase, users)
         _evaluate(project, spec.get("evaluations", {}).get(phase), phase, users)
-        services.gate_submit(actor=lead, gate=gates[phase], note="All items settled.")
+        gate_services.gate_submit(actor=lead, gate=gates[phase], note="All items settled.")
         _approve(gates[phase], users)
     if spec.get("submit"):
         _settle_phase(project, spec["submit"], users)
         _evaluate(project, spec.get("evaluations", {}).get(spec["submit"]), spec["submit"], users)
-        services.gate_submit(actor=lead, gate=gates[spec["submit"]])
+        gate_services.gate_submit(actor=lead, gate=gates[spec["submit"]])
     if spec.get("changes_requested"):
         phase = spec["changes_requested"]
         _settle_phase(project, phase, users)
-        services.gate_submit(actor=lead, gate=gates[phase])
-        governance_services.signoff_create(
+        gate_services.gate_submit(actor=lead, gate=gates[phase])
+        gate_services.signoff_create(
             actor=chair,
             gate=gates[phase],
             role=Role.COMMITTEE_CHAIR,
@@ -312,7 +318,7 @@ def _project(spec: dict, users: dict[str, User]) -> None:
             "payer and language; add the table and resubmit.",
         )
     if spec.get("review_cycle"):
-        services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
+        gate_services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
         review = spec["evaluations"]["monitoring-review"]
         _evaluate(project, review, Phase.MONITORING, users)
     _work_in_progress(project, users)
@@ -326,7 +332,7 @@ def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str
     gate = project.gates.get(phase=phase)
     for target, bound, comparator, threshold in plan["criteria"]:
         metric, _, attribute = target.partition("(")
-        services.gate_criterion_create(
+        gate_services.gate_criterion_create(
             actor=users["chair"],
             gate=gate,
             metric=metric,
@@ -336,7 +342,7 @@ def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str
             threshold=threshold,
             required=True,
         )
-    run = services.evaluation_run_start(
+    run = evaluation_services.evaluation_run_start(
         actor=users["steward"],
         gate=gate,
         model_version=project.model_versions.get(label=plan["model"]),
@@ -351,8 +357,8 @@ def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str
 def _approve(gate: Gate, users: dict[str, User]) -> None:
     """Every role the sign-off policy requires signs an approval, with re-authentication."""
     by_role = {role: username for username, *_, role in DEMO_USERS}
-    for role in signoffs.required_roles(gate):
-        governance_services.signoff_create(
+    for role in readiness_of(gate).required_roles:
+        gate_services.signoff_create(
             actor=users[by_role[role]],
             gate=gate,
             role=role,
@@ -366,7 +372,7 @@ def _settle_phase(project: Project, phase: Phase, users: dict[str, User]) -> Non
     lead = users["lead"]
     for index, item in enumerate(project.checklist_items.filter(phase=phase)):
         if not item.required and index % 2:
-            services.checklist_item_update(
+            checklist_services.checklist_item_update(
                 actor=lead,
                 item=item,
                 status=ItemStatus.NOT_APPLICABLE,
@@ -376,20 +382,20 @@ def _settle_phase(project: Project, phase: Phase, users: dict[str, User]) -> Non
         if item.evidence_required:
             if index % 3 == 0:
                 body = f"{item.title}\n\n{project.name}: evidence summary for the committee.\n"
-                services.evidence_add_file(
+                checklist_services.evidence_add_file(
                     actor=lead,
                     item=item,
                     upload=ContentFile(body.encode(), name=f"{item.key.split('.')[1]}.txt"),
                     title=f"{item.title} — summary",
                 )
             else:
-                services.evidence_add_note(
+                checklist_services.evidence_add_note(
                     actor=lead,
                     item=item,
                     note=f"Reviewed with the {item.get_owner_role_display().lower()}; "
                     "see the project share for the signed document.",
                 )
-        services.checklist_item_update(actor=lead, item=item, status=ItemStatus.DONE)
+        checklist_services.checklist_item_update(actor=lead, item=item, status=ItemStatus.DONE)
 
 
 def _work_in_progress(project: Project, users: dict[str, User]) -> None:
@@ -400,9 +406,11 @@ def _work_in_progress(project: Project, users: dict[str, User]) -> None:
     owners = {role: username for username, *_, role in DEMO_USERS}
     for item in gate.items.order_by("position")[:3]:
         assignee = users[owners[item.owner_role]]
-        services.checklist_item_assign(actor=users["lead"], item=item, assignee=assignee)
-        services.checklist_item_update(actor=assignee, item=item, status=ItemStatus.IN_PROGRESS)
-        services.comment_add(
+        checklist_services.checklist_item_assign(actor=users["lead"], item=item, assignee=assignee)
+        checklist_services.checklist_item_update(
+            actor=assignee, item=item, status=ItemStatus.IN_PROGRESS
+        )
+        checklist_services.comment_add(
             actor=users["member"],
             item=item,
             body="Could we see how this was checked for patients whose preferred language "

@@ -1,14 +1,32 @@
 """The REST API, version 1 (namespace "api")."""
 
+from typing import Any
+
+from django.http import Http404
 from django.urls import path, re_path
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from audits.api import views as audits
-from governance.api import schema  # noqa: F401 - registers the token scheme
+from config.api import schema  # noqa: F401 - registers the token scheme
 from governance.api import views as governance
-from governance.api.base import NotFound
+from governance.api.base import ApiView
 from lifecycle.api import views as lifecycle
 
 app_name = "api"
+
+
+class NotFound(ApiView):
+    """Any other path under the API: 404 in the API's error body (after authentication), not
+    the site's HTML page. Catches path values the converters refuse, such as a non-numeric id."""
+
+    schema = None  # not an endpoint
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise Http404
+
+    options = http_method_not_allowed
+
 
 P = "projects/<slug:slug>/"
 G = P + "gates/<str:phase>/"

@@ -1,6 +1,6 @@
 """The Celery application: Redis broker in production and CI, in-process in the embedded default.
 
-Configuration lives in `governance.settings` (the CELERY_* names), so a worker and the web
+Configuration lives in `config.settings` (the CELERY_* names), so a worker and the web
 process always agree on serializer, acknowledgement and time limits.
 """
 
@@ -8,8 +8,9 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("governance")
+# The site's own operational tasks live outside the apps that autodiscovery scans.
+app = Celery("governance", include=["config.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

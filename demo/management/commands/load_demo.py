@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from governance.demo import DEMO_PASSWORD, load_demo
+from demo.health_system import DEMO_PASSWORD, load_demo
 
 
 class Command(BaseCommand):

@@ -1,0 +1,404 @@
+import datetime
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audits.models import Action
+from audits.trail import record, snapshot
+from governance.models import Project, User
+from governance.permissions import require_project_perm
+from lifecycle.evaluations.models import (
+    DatasetVersion,
+    EvaluationResult,
+    EvaluationRun,
+    ModelVersion,
+    ResultScope,
+    RunStatus,
+)
+from lifecycle.gates import signoffs
+from lifecycle.gates.models import Gate
+from lifecycle.gates.readiness import run_verdicts
+from lifecycle.gates.transitions import lock_gate
+from lifecycle.metrics import (
+    DEFAULT_RESAMPLES,
+    MAX_RESAMPLES,
+    METRICS,
+    TASK_PRESETS,
+    Limits,
+    RecordError,
+    parse_records,
+)
+from lifecycle.metrics.engine import resolve_metrics
+from lifecycle.uploads import hash_upload
+
+
+def _create_unique(
+    actor: User, instance: ModelVersion | DatasetVersion, action: str, fields: tuple[str, ...]
+) -> None:
+    instance.full_clean()
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"label": f"The label “{instance.label}” is already used in this project."}
+        ) from None
+    record(
+        actor=actor,
+        action=action,
+        project=instance.project,
+        target=instance,
+        after=snapshot(instance, fields),
+    )
+
+
+@transaction.atomic
+def model_version_create(
+    *,
+    actor: User,
+    project: Project,
+    label: str,
+    base_model: str,
+    adaptation: str,
+    notes: str = "",
+) -> ModelVersion:
+    """Register a model version (base model plus adaptation approach)."""
+    require_project_perm(actor, "manage_versions", project)
+    version = ModelVersion(
+        project=project,
+        label=label.strip(),
+        base_model=base_model.strip(),
+        adaptation=adaptation,
+        notes=notes,
+        created_by=actor,
+    )
+    _create_unique(
+        actor,
+        version,
+        Action.MODEL_VERSION_CREATE,
+        ("label", "base_model", "adaptation", "notes"),
+    )
+    return version
+
+
+@transaction.atomic
+def dataset_version_create(
+    *,
+    actor: User,
+    project: Project,
+    label: str,
+    purpose: str,
+    row_count: int,
+    sha256: str,
+    description: str = "",
+) -> DatasetVersion:
+    """Register a dataset version with its row count and content SHA-256."""
+    require_project_perm(actor, "manage_versions", project)
+    version = DatasetVersion(
+        project=project,
+        label=label.strip(),
+        purpose=purpose,
+        row_count=row_count,
+        sha256=sha256.strip().lower(),
+        description=description,
+        created_by=actor,
+    )
+    _create_unique(
+        actor,
+        version,
+        Action.DATASET_VERSION_CREATE,
+        ("label", "purpose", "row_count", "sha256", "description"),
+    )
+    return version
+
+
+@transaction.atomic
+def evaluation_run_start(
+    *,
+    actor: User,
+    gate: Gate,
+    model_version: ModelVersion,
+    dataset_version: DatasetVersion,
+    upload: UploadedFile,
+    task: str = "",
+    metrics: list[str] | None = None,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    check_records: bool = True,
+) -> EvaluationRun:
+    """Store an evaluation file for a gate and queue the job that scores it (after commit).
+
+    With `check_records` the whole file is validated against the record contract first and a
+    file that breaks it is refused with its line-precise message, storing nothing. The job
+    validates again in any case: a run whose file fails there is marked failed, no results.
+    """
+    gate = lock_gate(gate)
+    project = gate.project
+    require_project_perm(actor, "upload_evaluation", project)
+    if gate.state == Gate.State.LOCKED:
+        raise ValidationError(
+            {"gate": f"The {gate.phase_enum.label} gate is locked: evaluate an open phase."}
+        )
+    if model_version.project_id != project.pk:
+        raise ValidationError({"model_version": f"“{model_version}” is not of this project."})
+    if dataset_version.project_id != project.pk:
+        raise ValidationError({"dataset_version": f"“{dataset_version}” is not of this project."})
+    task = task or project.task_category
+    if task not in TASK_PRESETS:
+        raise ValidationError({"task": f"“{task}” is not a task category."})
+    unknown = [m for m in metrics or [] if m not in METRICS]
+    if unknown:
+        raise ValidationError({"metrics": f"Unknown metric(s): {', '.join(unknown)}."})
+    if not 1 <= resamples <= MAX_RESAMPLES:
+        raise ValidationError(
+            {"resamples": f"Use between 1 and {MAX_RESAMPLES:,} bootstrap resamples."}
+        )
+    name, size, digest = hash_upload(
+        upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
+    )
+    if check_records:
+        _check_records(upload, name, task, metrics)
+    run = EvaluationRun(
+        project=project,
+        gate=gate,
+        model_version=model_version,
+        dataset_version=dataset_version,
+        original_name=name[:255],
+        size=size,
+        sha256=digest,
+        task=task,
+        metrics=list(metrics or []),
+        seed=seed,
+        resamples=resamples,
+        requested_by=actor,
+    )
+    run.file.save(name, upload, save=False)
+    try:
+        run.save()
+        record(
+            actor=actor,
+            action=Action.EVALUATION_START,
+            project=project,
+            target=run,
+            after={
+                "gate": gate.phase,
+                "file": name,
+                "sha256": digest,
+                "size": size,
+                "model_version": model_version.label,
+                "dataset_version": dataset_version.label,
+                "task": task,
+                "metrics": run.metrics,
+                "seed": seed,
+                "resamples": resamples,
+            },
+        )
+    except Exception:
+        run.file.delete(save=False)
+        raise
+    enqueue_evaluation(run.pk)
+    return run
+
+
+def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str] | None) -> None:
+    _, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
+    try:
+        parse_records(
+            upload,
+            filename=name,
+            metrics=strict,
+            limits=Limits.from_settings(settings),
+            optional_metrics=optional,
+        )
+    except RecordError as exc:
+        raise ValidationError(
+            {"file": ValidationError(str(exc), code="invalid_records", params=_where(exc))}
+        ) from None
+    finally:
+        upload.seek(0)
+
+
+def _where(exc: RecordError) -> dict:
+    return {"line": exc.line, "field": exc.field}
+
+
+def enqueue_evaluation(run_id: int) -> None:
+    """Queue the evaluation job once the surrounding transaction commits (never before: the
+    worker must find the run). In the embedded default the job then runs in-process."""
+    from lifecycle.evaluations.tasks import run_evaluation
+
+    transaction.on_commit(lambda: run_evaluation.delay(run_id))
+
+
+def evaluation_run_claim(*, run_id: int, stale_before: datetime.datetime) -> uuid.UUID | None:
+    """Claim a run for this job with one conditional update; None if another job has it or it
+    is finished. A running run whose heartbeat is older than `stale_before` lost its worker
+    and may be claimed again."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    claimable = Q(status=RunStatus.QUEUED) | Q(
+        status=RunStatus.RUNNING, heartbeat_at__lt=stale_before
+    )
+    claimed = EvaluationRun.objects.filter(claimable, pk=run_id).update(
+        status=RunStatus.RUNNING,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        progress=0.0,
+        progress_message="started",
+    )
+    return token if claimed else None
+
+
+def evaluation_run_heartbeat(
+    *, run_id: int, token: uuid.UUID, progress: float, message: str
+) -> bool:
+    """Report progress; False when the job no longer holds the run (someone reclaimed it)."""
+    return bool(
+        EvaluationRun.objects.filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING).update(
+            progress=min(max(progress, 0.0), 1.0),
+            progress_message=message[:200],
+            heartbeat_at=timezone.now(),
+        )
+    )
+
+
+def _result_rows(run: EvaluationRun, result: dict) -> list[EvaluationResult]:
+    def row(metric: str, scope: str, attribute: str, value: str, data: dict) -> EvaluationResult:
+        scalar = data.get("value")
+        detail = {} if isinstance(scalar, int | float) or scalar is None else {"value": scalar}
+        # Non-scalar companions: confusion-matrix labels, the ROC curve, reliability bins.
+        detail.update({k: data[k] for k in ("labels", "curve", "bins") if k in data})
+        return EvaluationResult(
+            run=run,
+            metric=metric,
+            scope=scope,
+            group_attribute=attribute,
+            group_value=value,
+            value=scalar
+            if isinstance(scalar, int | float) and not isinstance(scalar, bool)
+            else None,
+            ci_low=data.get("ci_low"),
+            ci_high=data.get("ci_high"),
+            n=data.get("n"),
+            reason=data.get("reason") or "",
+            warnings=data.get("warnings") or [],
+            detail=detail,
+        )
+
+    rows = [row(m, ResultScope.OVERALL, "", "", d) for m, d in result.get("metrics", {}).items()]
+    for attribute, groups in result.get("groups", {}).items():
+        for value, metrics in groups.items():
+            rows += [
+                row(m, ResultScope.GROUP, attribute, str(value), d) for m, d in metrics.items()
+            ]
+    for attribute, metrics in result.get("fairness", {}).items():
+        rows += [row(m, ResultScope.FAIRNESS, attribute, "", d) for m, d in metrics.items()]
+    return rows
+
+
+@transaction.atomic
+def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict) -> bool:
+    """Store a finished run's results, all in one transaction, if this job still holds the run.
+
+    A redelivered or duplicated job finds the run finished or claimed by another token and
+    stores nothing. New results change what the gate's signatures cover, so those are
+    invalidated (and an approved gate reopens) here too.
+    """
+    run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None or run.claim_token != token or run.status != RunStatus.RUNNING:
+        return False
+    EvaluationResult.objects.bulk_create(_result_rows(run, result))
+    run.status = RunStatus.SUCCEEDED
+    run.progress, run.progress_message = 1.0, "finished"
+    run.provenance = result.get("provenance", {})
+    run.warnings = result.get("warnings", [])
+    run.n_records = result.get("n_records")
+    run.finished_at = timezone.now()
+    run.error_message = ""
+    run.save(
+        update_fields=[
+            "status",
+            "progress",
+            "progress_message",
+            "provenance",
+            "warnings",
+            "n_records",
+            "finished_at",
+            "error_message",
+        ]
+    )
+    verdicts = run_verdicts(run)
+    signoffs.record_signed_content_change(
+        None,
+        run.gate,
+        action=Action.EVALUATION_SUCCEED,
+        target=run,
+        after={
+            "n_records": run.n_records,
+            "results": run.results.count(),
+            "criteria": {v.criterion.expression: v.status for v in verdicts},
+        },
+        cause=f"evaluation run {run.pk} of {run.model_version} was attached",
+    )
+    return True
+
+
+@transaction.atomic
+def evaluation_run_fail(*, run_id: int, token: uuid.UUID | None, message: str) -> bool:
+    """Mark a run failed with its message (a refused file, an exhausted retry, a time limit)."""
+    runs = EvaluationRun.objects.select_for_update().filter(pk=run_id)
+    run = runs.first()
+    if run is None or run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        return False
+    if token is not None and run.claim_token != token:
+        return False
+    run.status = RunStatus.FAILED
+    run.error_message = message
+    run.finished_at = timezone.now()
+    run.progress_message = "failed"
+    run.save(update_fields=["status", "error_message", "finished_at", "progress_message"])
+    record(
+        actor=None,
+        action=Action.EVALUATION_FAIL,
+        project=run.project,
+        target=run,
+        after={"error": message},
+    )
+    return True
+
+
+def evaluation_runs_requeue_stuck(
+    *, queued_before: datetime.datetime, stale_before: datetime.datetime
+) -> list[int]:
+    """Queue again the runs stuck in queued (lost messages) and the running ones whose worker
+    stopped sending heartbeats. Each is re-enqueued in its own transaction."""
+    stuck = list(
+        EvaluationRun.objects.filter(
+            Q(status=RunStatus.QUEUED, created_at__lt=queued_before)
+            | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
+        ).values_list("pk", "status")
+    )
+    requeued = []
+    for run_id, status in stuck:
+        with transaction.atomic():
+            run = EvaluationRun.objects.select_for_update().get(pk=run_id)
+            if run.status != status:
+                continue
+            record(
+                actor=None,
+                action=Action.EVALUATION_REQUEUE,
+                project=run.project,
+                target=run,
+                before={"status": status},
+                after={"attempts": run.attempts},
+            )
+            enqueue_evaluation(run.pk)
+            requeued.append(run.pk)
+    return requeued

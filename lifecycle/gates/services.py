@@ -1,0 +1,513 @@
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_otp import devices_for_user
+
+from audits.context import current
+from audits.models import Action, AuditEvent
+from audits.trail import changed, record, snapshot
+from governance.models import RiskTier, User
+from governance.permissions import require_project_perm
+from governance.roles import Role
+from lifecycle.checklists.models import ItemStatus
+from lifecycle.gates import signoffs
+from lifecycle.gates.models import (
+    Gate,
+    GateCriterion,
+    ReauthFailure,
+    Signature,
+    SignatureMeaning,
+    SignOffPolicy,
+    SignOffRequirement,
+)
+from lifecycle.gates.readiness import Readiness, readiness_of
+from lifecycle.gates.transitions import Move, gate_move, lock_gate
+from lifecycle.metrics import FAIRNESS_METRICS, METRICS
+from lifecycle.phases import Phase
+from lifecycle.versioning import make_sole_active
+
+
+def _require_settled(readiness: Readiness, verb: str) -> None:
+    missing = [item.title for item in readiness.blocking_items]
+    if missing:
+        listed = "; ".join(missing)
+        raise ValidationError(
+            f"The gate cannot be {verb}: {len(missing)} required item(s) are neither done nor "
+            f"justified as not applicable: {listed}."
+        )
+
+
+def _require_state(gate: Gate, allowed: tuple[str, ...], verb: str) -> None:
+    if gate.state not in allowed:
+        raise ValidationError(
+            f"The {gate.phase_enum.label} gate is {gate.get_state_display().lower()} and cannot "
+            f"be {verb}."
+        )
+
+
+@transaction.atomic
+def gate_submit(*, actor: User, gate: Gate, note: str = "") -> Gate:
+    """Submit a gate for committee review; every required item must be done or justified.
+    Each submission starts a new review round."""
+    gate = lock_gate(gate)
+    require_project_perm(actor, "submit_gate", gate.project)
+    _require_state(gate, (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED), "submitted")
+    _require_settled(readiness_of(gate), "submitted")
+    before = snapshot(gate, GATE_FIELDS)
+    gate_move(gate, Move.SUBMIT, by=actor, note=note.strip())
+    event = _record_gate(actor, Action.GATE_SUBMIT, gate, before, reason=gate.decision_note)
+    signoffs.supersede(
+        gate, actor=actor, event=event, cause=f"review round {gate.review_round} started"
+    )
+    return gate
+
+
+@transaction.atomic
+def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
+    """Reopen the approved monitoring gate for its next periodic review.
+
+    Done monitoring items go back to in progress: each review confirms them afresh, with the
+    earlier evidence still attached.
+    """
+    gate = lock_gate(gate)
+    require_project_perm(actor, "start_review", gate.project)
+    if gate.phase != Phase.MONITORING:
+        raise ValidationError("Only the monitoring gate recurs for periodic reviews.")
+    _require_state(gate, (Gate.State.APPROVED,), "reopened for a periodic review")
+    before = snapshot(gate, GATE_FIELDS)
+    gate_move(gate, Move.START_CYCLE, by=actor)
+    reopened = gate.items.filter(status=ItemStatus.DONE)
+    reopened_keys = list(reopened.values_list("key", flat=True))
+    reopened.update(status=ItemStatus.IN_PROGRESS, updated_by=actor, updated_at=timezone.now())
+    event = _record_gate(
+        actor,
+        Action.GATE_START_REVIEW_CYCLE,
+        gate,
+        before,
+        extra={"items_back_in_progress": reopened_keys},
+    )
+    signoffs.supersede(
+        gate,
+        actor=actor,
+        event=event,
+        cause=f"periodic review {gate.cycle} started",
+        all_rounds=True,
+    )
+    return gate
+
+
+GATE_FIELDS = ("state", "review_round", "cycle")
+
+
+def _record_gate(
+    actor: User,
+    action: str,
+    gate: Gate,
+    before: dict,
+    *,
+    reason: str = "",
+    extra: dict | None = None,
+) -> AuditEvent:
+    return record(
+        actor=actor,
+        action=action,
+        project=gate.project,
+        target=gate,
+        target_text=f"{gate.phase_enum.label} gate",
+        before=before,
+        after={**snapshot(gate, GATE_FIELDS), **(extra or {})},
+        reason=reason,
+    )
+
+
+CRITERION_FIELDS = (
+    "metric",
+    "scope",
+    "group_attribute",
+    "bound",
+    "comparator",
+    "threshold",
+    "required",
+)
+
+
+def _validate_criterion(criterion: GateCriterion) -> None:
+    if criterion.metric not in METRICS:
+        raise ValidationError({"metric": f"“{criterion.metric}” is not a metric key."})
+    if METRICS[criterion.metric].kind == "matrix":
+        raise ValidationError({"metric": f"“{criterion.metric}” has no single value to compare."})
+    if criterion.metric in FAIRNESS_METRICS and criterion.scope != "overall":
+        raise ValidationError(
+            {"scope": "Fairness differences are between groups: use the overall scope."}
+        )
+    criterion.full_clean(exclude=["created_by", "gate"])
+
+
+@transaction.atomic
+def gate_criterion_create(*, actor: User, gate: Gate, **fields: Any) -> GateCriterion:
+    """Add a pass/fail criterion on the gate's evaluation (committee chair, safety officer)."""
+    gate = lock_gate(gate)
+    require_project_perm(actor, "set_criteria", gate.project)
+    criterion = GateCriterion(gate=gate, created_by=actor, **fields)
+    _validate_criterion(criterion)
+    criterion.save()
+    signoffs.record_signed_content_change(
+        actor,
+        gate,
+        action=Action.CRITERION_CREATE,
+        target=criterion,
+        target_text=criterion.expression,
+        after=snapshot(criterion, CRITERION_FIELDS),
+        cause=f"criterion “{criterion.expression}” was added",
+    )
+    return criterion
+
+
+@transaction.atomic
+def gate_criterion_update(
+    *, actor: User, criterion: GateCriterion, **changes: Any
+) -> GateCriterion:
+    criterion = (
+        GateCriterion.objects.select_for_update()
+        .select_related("gate__project")
+        .get(pk=criterion.pk)
+    )
+    require_project_perm(actor, "set_criteria", criterion.gate.project)
+    unknown = set(changes) - set(CRITERION_FIELDS)
+    if unknown:
+        raise ValidationError({field: "This field cannot be changed." for field in unknown})
+    before = snapshot(criterion, changes)
+    old_expression = criterion.expression
+    for field, value in changes.items():
+        setattr(criterion, field, value)
+    _validate_criterion(criterion)
+    criterion.save()
+    before, after = changed(before, snapshot(criterion, changes))
+    signoffs.record_signed_content_change(
+        actor,
+        criterion.gate,
+        action=Action.CRITERION_UPDATE,
+        target=criterion,
+        target_text=criterion.expression,
+        before=before,
+        after=after,
+        cause=f"criterion “{old_expression}” became “{criterion.expression}”",
+    )
+    return criterion
+
+
+@transaction.atomic
+def gate_criterion_delete(*, actor: User, criterion: GateCriterion) -> None:
+    criterion = (
+        GateCriterion.objects.select_for_update()
+        .select_related("gate__project")
+        .get(pk=criterion.pk)
+    )
+    require_project_perm(actor, "set_criteria", criterion.gate.project)
+    gate, values, expression = (
+        criterion.gate,
+        snapshot(criterion, CRITERION_FIELDS),
+        criterion.expression,
+    )
+    target_id = criterion.pk
+    criterion.delete()
+    signoffs.record_signed_content_change(
+        actor,
+        gate,
+        action=Action.CRITERION_DELETE,
+        target=None,
+        target_type="lifecycle.gatecriterion",
+        target_id=target_id,
+        target_text=expression,
+        before=values,
+        cause=f"criterion “{expression}” was removed",
+    )
+
+
+class ReauthenticationFailed(PermissionDenied):
+    """The password (or TOTP code) given at signing time was wrong; nothing was signed."""
+
+
+def signing_locked_until(user: User) -> datetime.datetime | None:
+    """When `user` may sign again after too many failed re-authentications, or None."""
+    now = timezone.now()
+    window = now - datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_WINDOW)
+    failures = list(
+        ReauthFailure.objects.filter(user=user, at__gte=window).values_list("at", flat=True)
+    )
+    if len(failures) < settings.SIGNING_LOCKOUT_THRESHOLD:
+        return None
+    until = max(failures) + datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_COOLOFF)
+    return until if until > now else None
+
+
+def _reauthentication_problem(user: User, password: str, otp_token: str) -> str | None:
+    if not user.check_password(password or ""):
+        return "wrong password"
+    devices = list(devices_for_user(user, confirmed=True))
+    if devices:
+        if not otp_token:
+            return "a TOTP code is required for this account"
+        if not any(device.verify_token(otp_token) for device in devices):
+            return "wrong TOTP code"
+    return None
+
+
+def _record_reauth_failure(actor: User, gate: Gate, problem: str) -> None:
+    # Its own outermost transaction: committed even though the signing is refused.
+    with transaction.atomic(durable=True):
+        ReauthFailure.objects.create(user=actor, gate=gate, reason=problem, ip_address=current().ip)
+        locked = signing_locked_until(actor)
+        record(
+            actor=actor,
+            action=Action.REAUTH_FAILED,
+            project=gate.project,
+            target=gate,
+            target_text=f"{gate.phase_enum.label} gate",
+            after={
+                "reason": problem,
+                "locked_until": locked.isoformat() if locked else None,
+            },
+        )
+
+
+def signoff_create(
+    *,
+    actor: User,
+    gate: Gate,
+    role: str,
+    meaning: str,
+    password: str,
+    reason: str = "",
+    otp_token: str = "",
+) -> Signature:
+    """Sign a gate in review (21 CFR Part 11): re-authenticate, check the signing rules, store
+    the signature over the gate's manifest, and decide the gate.
+
+    A rejection sends the gate back with the reason; the approval that completes the policy's
+    required roles approves the gate and opens the next phase. Must not run inside another
+    transaction: a failed re-authentication is committed on its own.
+    """
+    locked = signing_locked_until(actor)
+    if locked is not None:
+        raise PermissionDenied(
+            f"Signing is locked after repeated failed re-authentication until "
+            f"{timezone.localtime(locked):%Y-%m-%d %H:%M %Z}."
+        )
+    problem = _reauthentication_problem(actor, password, otp_token)
+    if problem is not None:
+        _record_reauth_failure(actor, gate, problem)
+        raise ReauthenticationFailed(f"Re-authentication failed ({problem}): nothing was signed.")
+    with transaction.atomic(durable=True):
+        gate = (
+            Gate.objects.select_for_update()
+            .select_related("project__checklist_template", "project__signoff_policy")
+            .get(pk=gate.pk)
+        )
+        project = gate.project
+        held = set(signoffs.roles_that_may_sign(actor, gate))
+        if role not in held:
+            raise PermissionDenied(
+                f"You do not hold the role {Role(role).label if role in Role.values else role} "
+                f"on “{project.name}”, so you cannot sign in it."
+            )
+        if meaning not in SignatureMeaning.values:
+            raise ValidationError({"meaning": f"“{meaning}” is not a signature meaning."})
+        reason = reason.strip()
+        if meaning == SignatureMeaning.REJECT and not reason:
+            raise ValidationError({"reason": "A rejection needs a reason."})
+        if gate.state != Gate.State.IN_REVIEW:
+            raise ValidationError(
+                f"The {gate.phase_enum.label} gate is {gate.get_state_display().lower()}: only a "
+                "gate in review can be signed."
+            )
+        if Signature.objects.filter(
+            gate=gate, review_round=gate.review_round, signer=actor
+        ).exists():
+            raise ValidationError(
+                f"You already signed this gate in review round {gate.review_round}."
+            )
+        if meaning == SignatureMeaning.APPROVE:
+            _require_may_approve(actor, gate, role, held)
+        signed_at = timezone.now()
+        manifest = signoffs.canonical(signoffs.build_manifest(gate))
+        signature = Signature(
+            gate=gate,
+            review_round=gate.review_round,
+            signer=actor,
+            signer_name=actor.get_full_name() or actor.get_username(),
+            role=role,
+            meaning=meaning,
+            reason=reason,
+            signed_at=signed_at,
+            manifest=manifest,
+            manifest_sha256=signoffs.sha256_text(manifest),
+        )
+        signature.record_sha256 = signoffs.seal(signature)
+        try:
+            with transaction.atomic():
+                signature.save()
+        except IntegrityError:
+            raise ValidationError(
+                f"You already signed this gate in review round {gate.review_round}."
+            ) from None
+        before_state = gate.state
+        _decide(gate, signature)
+        record(
+            actor=actor,
+            action=Action.SIGNATURE_CREATE,
+            project=project,
+            target=signature,
+            target_text=signature.manifestation,
+            before={"gate_state": before_state},
+            after={
+                "gate": gate.pk,
+                "review_round": signature.review_round,
+                "role": role,
+                "meaning": meaning,
+                "manifest_sha256": signature.manifest_sha256,
+                "record_sha256": signature.record_sha256,
+                "gate_state": gate.state,
+            },
+            reason=reason,
+        )
+    return signature
+
+
+def _require_may_approve(actor: User, gate: Gate, role: str, held: set[str]) -> None:
+    project = gate.project
+    if Role.PROJECT_LEAD in held:
+        raise PermissionDenied(
+            "The project lead cannot approve a gate of their own project (separation of duties)."
+        )
+    if project.risk_tier == RiskTier.HIGH and role == Role.COMMITTEE_CHAIR and len(held) > 1:
+        raise PermissionDenied(
+            "On a high-risk project the committee chair's approval must come from someone with "
+            "no other role on the project."
+        )
+    readiness = readiness_of(gate)
+    blocking = [item.title for item in readiness.blocking_items]
+    if blocking:
+        raise ValidationError(
+            f"The gate cannot be approved while {len(blocking)} required item(s) are neither "
+            f"done nor justified as not applicable: {'; '.join(blocking)}."
+        )
+    failing = [
+        f"{v.criterion.expression} ({v.status}: {v.detail})" for v in readiness.failing_criteria
+    ]
+    if failing:
+        raise ValidationError(
+            f"The gate cannot be approved while {len(failing)} required evaluation "
+            f"criterion/criteria do not pass: {'; '.join(failing)}."
+        )
+
+
+def _decide(gate: Gate, signature: Signature) -> None:
+    """Move the gate after a signature: a rejection sends it back, the last required approval
+    approves it when every condition holds."""
+    if signature.meaning == SignatureMeaning.REJECT:
+        gate_move(gate, Move.REJECT, by=signature.signer, note=signature.reason)
+    elif signature.meaning == SignatureMeaning.APPROVE and readiness_of(gate).can_be_approved:
+        gate_move(gate, Move.APPROVE, by=signature.signer)
+
+
+def _require_policy_admin(actor: User) -> None:
+    if not actor.is_active or not actor.has_perm("governance.change_signoffpolicy"):
+        raise PermissionDenied("You are not allowed to manage sign-off policies.")
+
+
+def policy_in_use(policy: SignOffPolicy) -> bool:
+    return policy.is_active or policy.projects.exists()
+
+
+@transaction.atomic
+def signoff_policy_create_version(
+    *, actor: User, source: SignOffPolicy, version: str, name: str = ""
+) -> SignOffPolicy:
+    """Start a new policy version as a copy of `source`; inactive until activated."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy(
+        version=version.strip(), name=(name or source.name).strip(), created_by=actor
+    )
+    policy.full_clean()
+    policy.save()
+    SignOffRequirement.objects.bulk_create(
+        SignOffRequirement(policy=policy, phase=r.phase, risk_tier=r.risk_tier, role=r.role)
+        for r in source.requirements.all()
+    )
+    record(
+        actor=actor,
+        action=Action.POLICY_CREATE_VERSION,
+        project=None,
+        target=policy,
+        after={"version": policy.version, "copied_from": source.version},
+    )
+    return policy
+
+
+@transaction.atomic
+def signoff_requirement_save(*, actor: User, requirement: SignOffRequirement) -> SignOffRequirement:
+    """Add or change a requirement of a draft policy (never of one in use)."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
+    _require_draft(policy)
+    requirement.full_clean()
+    requirement.save()
+    record(
+        actor=actor,
+        action=Action.POLICY_REQUIREMENT_SAVE,
+        project=None,
+        target=requirement,
+        after={"policy": policy.version, **snapshot(requirement, ("phase", "risk_tier", "role"))},
+    )
+    return requirement
+
+
+@transaction.atomic
+def signoff_requirement_delete(*, actor: User, requirement: SignOffRequirement) -> None:
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
+    _require_draft(policy)
+    values = snapshot(requirement, ("phase", "risk_tier", "role"))
+    target_id, target_text = requirement.pk, str(requirement)
+    requirement.delete()
+    record(
+        actor=actor,
+        action=Action.POLICY_REQUIREMENT_DELETE,
+        project=None,
+        target_type="governance.signoffrequirement",
+        target_id=target_id,
+        target_text=target_text,
+        before={"policy": policy.version, **values},
+    )
+
+
+def _require_draft(policy: SignOffPolicy) -> None:
+    if policy_in_use(policy):
+        raise ValidationError(
+            f"Sign-off policy v{policy.version} is active or used by projects and cannot change: "
+            "create a new version instead."
+        )
+
+
+@transaction.atomic
+def signoff_policy_activate(*, actor: User, policy: SignOffPolicy) -> SignOffPolicy:
+    """Make `policy` the one new projects are reviewed under."""
+    _require_policy_admin(actor)
+    policy = SignOffPolicy.objects.select_for_update().get(pk=policy.pk)
+    missing = [
+        f"{phase.label} / {tier.label}"
+        for phase in Phase
+        for tier in RiskTier
+        if not policy.requirements.filter(phase=phase, risk_tier=tier).exists()
+    ]
+    if missing:
+        raise ValidationError(
+            f"Sign-off policy v{policy.version} names no approver for: {', '.join(missing)}."
+        )
+    make_sole_active(policy, actor=actor, action=Action.POLICY_ACTIVATE)
+    return policy

@@ -1,0 +1,132 @@
+"""The one place a gate changes state.
+
+`gate_move` is a step of the gate services (submission, signing, signature invalidation,
+periodic reviews), always run inside their transaction after they checked permission and
+conditions; the services write the audit event. It knows which moves exist, which fields each
+one sets, and what follows from it: approving opens the next phase, and any move keeps
+`Project.current_phase` in step.
+"""
+
+import datetime
+import enum
+
+from django.utils import timezone
+
+from governance.models import Project, User
+from lifecycle.gates.models import Gate, GateState
+from lifecycle.phases import Phase
+
+
+class Move(enum.Enum):
+    """The moves a gate can make, each from the states it is allowed from."""
+
+    OPEN = "open"  # locked -> open: the previous phase was approved
+    SUBMIT = "submit"  # open or changes requested -> in review, a new review round
+    APPROVE = "approve"  # in review -> approved: the last required approval
+    REJECT = "reject"  # in review -> changes requested, with the rejection's reason
+    # Signed content changed: a new review round; an approved gate goes back to in review.
+    CONTENT_CHANGED = "content_changed"
+    START_CYCLE = "start_cycle"  # approved monitoring gate -> open for its next periodic review
+
+
+_FROM: dict[Move, tuple[str, ...]] = {
+    Move.OPEN: (GateState.LOCKED,),
+    Move.SUBMIT: (GateState.OPEN, GateState.CHANGES_REQUESTED),
+    Move.APPROVE: (GateState.IN_REVIEW,),
+    Move.REJECT: (GateState.IN_REVIEW,),
+    Move.CONTENT_CHANGED: (
+        GateState.APPROVED,
+        GateState.IN_REVIEW,
+        GateState.CHANGES_REQUESTED,
+        GateState.OPEN,
+    ),
+    Move.START_CYCLE: (GateState.APPROVED,),
+}
+
+
+class IllegalMove(Exception):
+    """A move from a state it is not allowed from: a bug in the caller, never user input (the
+    services check the state first and refuse with a message)."""
+
+
+def lock_gate(gate: Gate) -> Gate:
+    """The gate, re-read under a row lock, with its project."""
+    return Gate.objects.select_for_update().select_related("project").get(pk=gate.pk)
+
+
+def gate_move(
+    gate: Gate,
+    move: Move,
+    *,
+    by: User | None = None,
+    note: str = "",
+    now: datetime.datetime | None = None,
+) -> Gate:
+    """Move `gate` (locked by the caller) and save it; return it.
+
+    `note` is the submission note (submit), the rejection's reason (reject) or the cause of a
+    reopened approved gate (content changed); a gate that was not approved only starts a new
+    review round.
+    """
+    if gate.state not in _FROM[move]:
+        raise IllegalMove(f"cannot {move.value} a gate that is {gate.state}")
+    now = now or timezone.now()
+    fields: list[str]
+    if move is Move.OPEN:
+        gate.state, gate.opened_at = GateState.OPEN, now
+        fields = ["state", "opened_at"]
+    elif move is Move.SUBMIT:
+        gate.state, gate.submitted_at, gate.decision_note = GateState.IN_REVIEW, now, note
+        gate.review_round += 1
+        fields = ["state", "review_round", "submitted_at", "decision_note"]
+    elif move in (Move.APPROVE, Move.REJECT):
+        approved = move is Move.APPROVE
+        gate.state = GateState.APPROVED if approved else GateState.CHANGES_REQUESTED
+        gate.decided_at, gate.decided_by = now, by
+        gate.decision_note = "" if approved else note
+        fields = ["state", "decided_at", "decided_by", "decision_note"]
+    elif move is Move.CONTENT_CHANGED:
+        fields = ["review_round"]
+        gate.review_round += 1
+        if gate.state == GateState.APPROVED:
+            gate.state, gate.reopened_at, gate.reopened_reason = GateState.IN_REVIEW, now, note
+            fields += ["state", "reopened_at", "reopened_reason"]
+    else:  # Move.START_CYCLE
+        if gate.phase != Phase.MONITORING:
+            raise IllegalMove("only the monitoring gate recurs")
+        gate.state, gate.opened_at = GateState.OPEN, now
+        gate.cycle += 1
+        fields = ["state", "cycle", "opened_at"]
+    gate.save(update_fields=fields)
+    if move is Move.APPROVE:
+        _open_next_phase(gate, now, by)
+    if move is not Move.SUBMIT:
+        refresh_current_phase(gate.project_id)
+    return gate
+
+
+def _open_next_phase(gate: Gate, now: datetime.datetime, by: User | None) -> None:
+    following = Phase(gate.phase).next
+    if following is None:
+        return
+    locked = (
+        Gate.objects.select_for_update()
+        .filter(project=gate.project_id, phase=following, state=GateState.LOCKED)
+        .first()
+    )
+    if locked is not None:
+        gate_move(locked, Move.OPEN, by=by, now=now)
+
+
+def refresh_current_phase(project_id: int) -> None:
+    """Set the project's current phase to its earliest gate that is not approved."""
+    first_open = (
+        Gate.objects.filter(project=project_id)
+        .exclude(state=GateState.APPROVED)
+        .order_by("position")
+        .values_list("phase", flat=True)
+        .first()
+    )
+    Project.objects.filter(pk=project_id).update(
+        current_phase=first_open or Phase.MONITORING, updated_at=timezone.now()
+    )

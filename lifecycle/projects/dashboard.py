@@ -1,0 +1,99 @@
+"""The dashboard's reads, in a fixed number of queries however many projects there are.
+
+Each project row says where it stands (its current gate) and what blocks it, as
+`lifecycle.gates.readiness` answers it for every page. The user's own work is listed first:
+gates waiting for their signature, items assigned to them.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F, Q, QuerySet
+
+from governance.models import Membership, Project, User
+from governance.selectors import projects_for_user
+from lifecycle.checklists.models import SETTLED_STATUSES, ChecklistItem
+from lifecycle.gates.models import Gate, GateState, Signature
+from lifecycle.gates.readiness import gate_readiness
+
+
+@dataclass
+class ProjectRow:
+    """One project on the dashboard: its current gate and what blocks that gate."""
+
+    project: Project
+    gate: Gate | None
+    blockers: list[str] = field(default_factory=list)
+
+
+def filtered_projects(user: User, params: dict[str, Any]) -> QuerySet[Project]:
+    """The projects the user may see, narrowed by the dashboard's search and filters."""
+    projects = projects_for_user(user).select_related("owner")
+    if query := params.get("q", "").strip():
+        projects = projects.filter(
+            Q(name__icontains=query)
+            | Q(slug__icontains=query)
+            | Q(clinical_setting__icontains=query)
+        )
+    for field_name in ("current_phase", "risk_tier", "task_category"):
+        if value := params.get(field_name):
+            projects = projects.filter(**{field_name: value})
+    if state := params.get("state"):
+        projects = projects.filter(gates__phase=F("current_phase"), gates__state=state)
+    return projects.order_by("name")
+
+
+def project_rows(projects: list[Project]) -> list[ProjectRow]:
+    """Where each project stands and what blocks it (queries independent of their number)."""
+    gates = {
+        gate.project_id: gate
+        for gate in Gate.objects.filter(
+            project__in=[p.pk for p in projects], phase=F("project__current_phase")
+        )
+    }
+    readiness = gate_readiness(gates.values())
+    rows = []
+    for project in projects:
+        gate = gates.get(project.pk)
+        if gate is None:
+            rows.append(ProjectRow(project, None))
+            continue
+        answer = readiness[gate.pk]
+        rows.append(ProjectRow(project, answer.gate, answer.blockers))
+    return rows
+
+
+def pending_signoffs(user: User) -> list[Gate]:
+    """Gates in review still missing an approval in a role the user holds, which the user has
+    not signed in their current round."""
+    held: dict[int, set[str]] = {}
+    for project_id, role in Membership.objects.filter(user=user).values_list("project", "role"):
+        held.setdefault(project_id, set()).add(role)
+    gates = list(
+        Gate.objects.filter(
+            project__in=Membership.objects.filter(user=user).values("project"),
+            state=GateState.IN_REVIEW,
+        ).select_related("project")
+    )
+    if not gates:
+        return []
+    signed = set(
+        Signature.objects.filter(signer=user, gate__in=gates).values_list("gate", "review_round")
+    )
+    readiness = gate_readiness(gates)
+    return [
+        gate
+        for gate in gates
+        if set(readiness[gate.pk].missing_roles) & held[gate.project_id]
+        and (gate.pk, gate.review_round) not in signed
+    ]
+
+
+def assigned_items(user: User) -> QuerySet[ChecklistItem]:
+    """Open checklist items assigned to the user, on projects they may still see."""
+    return (
+        ChecklistItem.objects.filter(assignee=user, project__in=projects_for_user(user))
+        .exclude(status__in=SETTLED_STATUSES)
+        .select_related("project")
+        .order_by("project__name", "position")
+    )

@@ -11,22 +11,33 @@ import enum
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from audits import chain as hashchain
 from audits.context import current
 from audits.models import Action, ActorType, AuditChain, AuditEvent
-from governance.models import Project, User
 
 
-def chain_key(project: Project | None) -> str:
+class ChainOwner(Protocol):
+    """What the trail needs of a project: its chain is `project:<slug>`. The trail's core
+    imports nothing of the domain (docs/architecture.md)."""
+
+    pk: Any
+    slug: str
+
+
+Actor = AbstractUser | AnonymousUser
+
+
+def chain_key(project: ChainOwner | None) -> str:
     return hashchain.GLOBAL_CHAIN if project is None else f"project:{project.slug}"
 
 
-def locked_chain(project: Project | None) -> AuditChain:
+def locked_chain(project: ChainOwner | None) -> AuditChain:
     key = chain_key(project)
     chain = AuditChain.objects.select_for_update().filter(key=key).first()
     if chain is not None:
@@ -57,7 +68,7 @@ _INSERT_EVENT_AND_UPDATE_HEAD = (
 _ACTIONS = frozenset(Action.values)
 
 
-def _lock_head(cursor, key: str, project: Project | None) -> tuple[int, int, str]:
+def _lock_head(cursor, key: str, project: ChainOwner | None) -> tuple[int, int, str]:
     """Lock the chain's head row (creating the chain on its first event)."""
     locking = connection.features.has_select_for_update  # SQLite locks the whole database
     cursor.execute(_SELECT_HEAD + (" FOR UPDATE" if locking else ""), [key])
@@ -110,9 +121,9 @@ def _label(model: type[models.Model] | models.Model) -> str:
 
 def record(
     *,
-    actor: User | None,
+    actor: Actor | None,
     action: str,
-    project: Project | None,
+    project: ChainOwner | None,
     target: models.Model | None = None,
     target_type: str = "",
     target_id: str | int = "",

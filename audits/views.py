@@ -11,9 +11,9 @@ from audits import checkpoints
 from audits.models import Action, AuditChain
 from audits.selectors import audit_timeline
 from audits.verification import verify_chain
-from governance.models import Membership, Project, User
+from governance.models import Project, User
 from governance.permissions import project_access
-from governance.selectors import project_get_for_user
+from governance.selectors import memberships_of_project, project_get_for_user
 
 
 class TimelineFilter(forms.Form):
@@ -31,7 +31,7 @@ class TimelineFilter(forms.Form):
 
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
-        members = Membership.objects.filter(project=project).values("user")
+        members = memberships_of_project(project).values("user")
         self.fields["actor"].queryset = User.objects.filter(pk__in=members).order_by("last_name")
 
 

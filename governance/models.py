@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from governance.querysets import RestrictedQuerySet
 from governance.roles import PROJECT_PERMISSIONS, Role
 from lifecycle.phases import Phase
 
@@ -76,6 +77,10 @@ class Project(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = ""
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         permissions = PROJECT_PERMISSIONS
@@ -110,6 +115,10 @@ class Membership(models.Model):
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
     )
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["project", "user__last_name", "user__username", "role"]

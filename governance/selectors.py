@@ -2,20 +2,13 @@
 
 from django.db.models import QuerySet
 
-from governance.models import Membership, Project, ProjectUserObjectPermission, User
+from governance.models import Membership, Project, User
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:
-    """Projects `user` may see: those their roles grant `view_project` on (django-guardian's
-    direct object permissions), or every project with the explicit global permission."""
-    if not user.is_authenticated or not user.is_active:
-        return Project.objects.none()
-    if user.has_perm("governance.view_project"):
-        return Project.objects.all()
-    granted = ProjectUserObjectPermission.objects.filter(
-        user=user, permission__codename="view_project"
-    ).values("content_object")
-    return Project.objects.filter(pk__in=granted)
+    """Projects `user` may see (`governance.querysets`: their roles, or the explicit global
+    permission)."""
+    return Project.objects.restrict(user)
 
 
 def project_get_for_user(user: User, slug: str) -> Project:

@@ -8,19 +8,19 @@ a user may not use are not shown (the services refuse them anyway).
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from governance.admin_base import add_service_errors
-from governance.models import Membership, Project, User
+from governance.models import Project, User
 from governance.permissions import Access, project_access
 from governance.roles import Role
-from governance.selectors import project_get_for_user
+from governance.selectors import memberships_of_project, project_get_for_user
+from lifecycle.checklists import selectors as checklist_selectors
 from lifecycle.checklists import services as checklist_services
-from lifecycle.checklists.models import ChecklistItem, Comment, Evidence
+from lifecycle.checklists.models import ChecklistItem, Evidence
 from lifecycle.checklists.permissions import can_edit_item
 from lifecycle.checklists.selectors import evidence_for_user
 from lifecycle.evaluations import charts
@@ -37,6 +37,7 @@ from lifecycle.forms import (
     SubmitForm,
     WithdrawForm,
 )
+from lifecycle.gates import selectors as gate_selectors
 from lifecycle.gates import services as gate_services
 from lifecycle.gates import signoffs
 from lifecycle.gates.models import Gate, GateState
@@ -51,36 +52,21 @@ def _project(request: HttpRequest, slug: str) -> Project:
         raise Http404("No such project.") from None
 
 
-def _gate(project: Project, phase: str) -> Gate:
-    gate = Gate.objects.filter(project=project, phase=phase).first()
-    if gate is None:
-        raise Http404("No such phase.")
-    gate.project = project
-    return gate
+def _gate(user: User, project: Project, phase: str) -> Gate:
+    try:
+        return gate_selectors.gate_get_for_user(user, project, phase)
+    except Gate.DoesNotExist:
+        raise Http404("No such phase.") from None
 
 
-def _item(project: Project, key: str) -> ChecklistItem:
+def _item(user: User, project: Project, key: str) -> ChecklistItem:
     item = (
-        ChecklistItem.objects.filter(project=project, key=key)
-        .select_related("assignee", "gate")
-        .prefetch_related(*_item_prefetches())
-        .first()
+        checklist_selectors.checklist_items_for_user(user).filter(project=project, key=key).first()
     )
     if item is None:
         raise Http404("No such checklist item.")
     item.project = project
     return item
-
-
-def _item_prefetches():
-    return (
-        Prefetch(
-            "evidence", queryset=Evidence.objects.select_related("added_by").order_by("added_at")
-        ),
-        Prefetch(
-            "comments", queryset=Comment.objects.select_related("author").order_by("created_at")
-        ),
-    )
 
 
 def _phase_url(project: Project, phase: str, anchor: str = "") -> str:
@@ -92,7 +78,7 @@ def _phase_url(project: Project, phase: str, anchor: str = "") -> str:
 
 
 def _members(project: Project) -> list[User]:
-    users = {m.user for m in Membership.objects.filter(project=project).select_related("user")}
+    users = {m.user for m in memberships_of_project(project)}
     return sorted(users, key=lambda u: (u.last_name, u.username))
 
 
@@ -122,15 +108,10 @@ def phase_page(
 ):
     """One phase: its checklist edited inline, and the gate panel with every condition."""
     project = _project(request, slug)
-    gate = _gate(project, phase)
+    gate = _gate(request.user, project, phase)
     access = project_access(request.user, project)
     members = _members(project)
-    items = list(
-        ChecklistItem.objects.filter(gate=gate)
-        .select_related("assignee")
-        .prefetch_related(*_item_prefetches())
-        .order_by("position")
-    )
+    items = list(checklist_selectors.checklist_items_for_user(request.user).filter(gate=gate))
     for item in items:
         item.project, item.gate = project, gate
     conditions = readiness_of(gate) if gate.state != GateState.LOCKED else None
@@ -138,11 +119,7 @@ def phase_page(
     sign_roles = []
     if gate.state == GateState.IN_REVIEW and not signed:
         sign_roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
-    runs = list(
-        EvaluationRun.objects.filter(gate=gate)
-        .select_related("gate", "model_version", "dataset_version", "requested_by")
-        .order_by("-created_at")[:20]
-    )
+    runs = list(evaluation_selectors.runs_for_user(request.user).filter(gate=gate)[:20])
     return render(
         request,
         "lifecycle/phase.html",
@@ -178,9 +155,7 @@ def _trend_charts(gate: Gate, runs: list[EvaluationRun], conditions) -> list[cha
     if not done or not metrics:
         return []
     rows: dict[tuple[int, str], EvaluationResult] = {}
-    for result in EvaluationResult.objects.filter(run__in=done, metric__in=metrics).exclude(
-        scope=ResultScope.GROUP
-    ):
+    for result in evaluation_selectors.trend_results(done, metrics):
         if (
             result.scope == ResultScope.OVERALL
             or result.group_attribute == metrics[result.metric].group_attribute
@@ -225,7 +200,7 @@ def _item_response(request: HttpRequest, project: Project, item: ChecklistItem, 
                 for error in errors:
                     messages.error(request, error)
         return redirect(_phase_url(project, item.phase, f"item-{item.key}"))
-    item = _item(project, item.key)
+    item = _item(request.user, project, item.key)
     context = _item_context(
         item, project_access(request.user, project), request.user, _members(project), **forms
     )
@@ -251,7 +226,7 @@ def _item_action(
     `act(item, cleaned_data)`, and answer with the item card (carrying the form under `name`,
     with its errors)."""
     project = _project(request, slug)
-    item = _item(project, key)
+    item = _item(request.user, project, key)
     form = make_form(project)
     if form.is_valid():
         _run_service(form, lambda: act(item, form.cleaned_data))
@@ -336,7 +311,11 @@ def item_comment(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 @require_POST
 def evidence_withdraw(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     project = _project(request, slug)
-    evidence = Evidence.objects.filter(item__project=project, pk=pk).select_related("item").first()
+    evidence = (
+        checklist_selectors.evidence_for_user(request.user)
+        .filter(item__project=project, pk=pk)
+        .first()
+    )
     if evidence is None:
         raise Http404("No such evidence.")
     form = WithdrawForm(request.POST)
@@ -378,7 +357,7 @@ def _refused(request: HttpRequest, exc: Exception) -> None:
 @require_POST
 def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     project = _project(request, slug)
-    gate = _gate(project, phase)
+    gate = _gate(request.user, project, phase)
     form = SubmitForm(request.POST)
     form.is_valid()
     try:
@@ -396,7 +375,7 @@ def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpRespons
 def gate_sign_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     """Sign with re-authentication; a refusal re-opens the dialog with the error at its field."""
     project = _project(request, slug)
-    gate = _gate(project, phase)
+    gate = _gate(request.user, project, phase)
     roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
     form = SignForm(request.POST, roles=roles)
     if form.is_valid():
@@ -420,7 +399,7 @@ def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpRespon
     """Start a run; a refused upload shows the phase page again with the errors next to the
     fields (a bad records file: its line and field under the file input)."""
     project = _project(request, slug)
-    gate = _gate(project, phase)
+    gate = _gate(request.user, project, phase)
     form = _upload_form(project, request.POST, request.FILES)
     if form.is_valid():
         data = form.cleaned_data
@@ -449,11 +428,7 @@ def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpRespon
 def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Metrics with intervals and verdicts, subgroups with warnings, charts and provenance."""
     project = _project(request, slug)
-    run = (
-        EvaluationRun.objects.filter(project=project, pk=pk)
-        .select_related("gate", "model_version", "dataset_version", "requested_by")
-        .first()
-    )
+    run = evaluation_selectors.runs_for_user(request.user).filter(project=project, pk=pk).first()
     if run is None:
         raise Http404("No such evaluation run.")
     results = list(run.results.all())

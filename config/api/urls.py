@@ -32,8 +32,8 @@ P = "projects/<slug:slug>/"
 G = P + "gates/<str:phase>/"
 
 urlpatterns = [
-    path("projects/", governance.ProjectList.as_view(), name="project-list"),
-    path(P, governance.ProjectDetail.as_view(), name="project-detail"),
+    path("projects/", lifecycle.ProjectList.as_view(), name="project-list"),
+    path(P, lifecycle.ProjectDetail.as_view(), name="project-detail"),
     path(P + "memberships/", governance.MembershipList.as_view(), name="membership-list"),
     path(
         P + "memberships/<int:pk>/", governance.MembershipDetail.as_view(), name="membership-detail"

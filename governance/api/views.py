@@ -9,51 +9,7 @@ from rest_framework.response import Response
 from governance import services
 from governance.api import serializers as s
 from governance.api.base import ApiView
-from governance.models import Membership, Project, User
-from lifecycle.projects import services as project_services
-
-
-class ProjectList(ApiView):
-    """Projects the caller may see; registering one makes the caller its project lead."""
-
-    queryset = Project.objects.none()
-    ordering_fields = ["name", "created_at", "updated_at", "current_phase", "risk_tier"]
-    ordering = ["name"]
-    search_fields = ["name", "slug", "clinical_setting"]
-    filterset_fields = ["task_category", "risk_tier", "current_phase"]
-
-    def scoped_queryset(self):
-        return self.visible_projects().select_related(
-            "owner", "checklist_template", "signoff_policy"
-        )
-
-    @extend_schema(responses=s.ProjectOut(many=True))
-    def get(self, request):
-        return self.list_response(self.get_queryset(), s.ProjectOut)
-
-    @extend_schema(request=s.ProjectCreateIn, responses={201: s.ProjectOut})
-    def post(self, request):
-        data = s.ProjectCreateIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        project = project_services.project_create(actor=request.user, **data.validated_data)
-        return Response(
-            s.ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED
-        )
-
-
-class ProjectDetail(ApiView):
-    @extend_schema(responses=s.ProjectOut)
-    def get(self, request, slug):
-        return Response(s.ProjectOut(self.get_project(), context={"request": request}).data)
-
-    @extend_schema(request=s.ProjectUpdateIn, responses=s.ProjectOut)
-    def patch(self, request, slug):
-        data = s.ProjectUpdateIn(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        project = project_services.project_update(
-            actor=request.user, project=self.get_project(), **data.validated_data
-        )
-        return Response(s.ProjectOut(project, context={"request": request}).data)
+from governance.models import Membership, User
 
 
 class MembershipList(ApiView):
@@ -63,8 +19,10 @@ class MembershipList(ApiView):
     ordering = ["role", "id"]
 
     def scoped_queryset(self):
-        return Membership.objects.filter(project=self.get_project()).select_related(
-            "user", "added_by"
+        return (
+            Membership.objects.restrict(self.request.user)
+            .filter(project=self.get_project())
+            .select_related("user", "added_by")
         )
 
     @extend_schema(responses=s.MembershipOut(many=True))
@@ -88,7 +46,11 @@ class MembershipList(ApiView):
 class MembershipDetail(ApiView):
     @extend_schema(responses={204: None})
     def delete(self, request, slug, pk):
-        membership = Membership.objects.filter(project=self.get_project(), pk=pk).first()
+        membership = (
+            Membership.objects.restrict(self.request.user)
+            .filter(project=self.get_project(), pk=pk)
+            .first()
+        )
         if membership is None:
             raise Http404
         services.membership_remove(actor=request.user, membership=membership)

@@ -4,6 +4,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from governance.api.serializers import UserField
+from governance.models import Project, RiskTier, TaskCategory
 from governance.roles import Role
 from lifecycle.checklists.models import ChecklistItem, Comment, Evidence, ItemStatus
 from lifecycle.evaluations.models import (
@@ -412,3 +413,56 @@ class EvaluationRunIn(serializers.Serializer):
     resamples = serializers.IntegerField(
         min_value=1, max_value=MAX_RESAMPLES, default=DEFAULT_RESAMPLES
     )
+
+
+class ProjectOut(serializers.ModelSerializer):
+    owner = UserField()
+    checklist_template = serializers.CharField(source="checklist_template.version")
+    signoff_policy = serializers.CharField(source="signoff_policy.version")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "owner",
+            "clinical_setting",
+            "intended_use",
+            "intended_users",
+            "task_category",
+            "risk_tier",
+            "current_phase",
+            "checklist_template",
+            "signoff_policy",
+            "created_at",
+            "updated_at",
+            "url",
+        ]
+
+    def get_url(self, project: Project) -> str:
+        return self.context["request"].build_absolute_uri(
+            reverse("api:project-detail", args=[project.slug])
+        )
+
+
+class ProjectCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.CharField(max_length=80)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    clinical_setting = serializers.CharField(max_length=200)
+    intended_use = serializers.CharField()
+    intended_users = serializers.CharField(max_length=300)
+    task_category = serializers.ChoiceField(choices=TaskCategory.choices)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices)
+
+
+class ProjectUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    clinical_setting = serializers.CharField(max_length=200, required=False)
+    intended_use = serializers.CharField(required=False)
+    intended_users = serializers.CharField(max_length=300, required=False)
+    task_category = serializers.ChoiceField(choices=TaskCategory.choices, required=False)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)

@@ -13,7 +13,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from governance.api.base import ApiView, IdempotentCreate
-from governance.models import User
+from governance.models import Project, User
 from lifecycle.api import serializers as s
 from lifecycle.api.filters import ChecklistItemFilter, EvaluationRunFilter
 from lifecycle.checklists import services as checklist_services
@@ -24,6 +24,7 @@ from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, GateCriterion, Signature, SignatureInvalidation
 from lifecycle.gates.readiness import readiness_of
 from lifecycle.gates.services import signoff_create
+from lifecycle.projects import services as project_services
 
 
 class ProjectChild(ApiView):
@@ -58,7 +59,11 @@ class ModelVersionList(ProjectChild):
     filterset_fields = ["adaptation"]
 
     def scoped_queryset(self):
-        return ModelVersion.objects.filter(project=self.project()).select_related("created_by")
+        return (
+            ModelVersion.objects.restrict(self.request.user)
+            .filter(project=self.project())
+            .select_related("created_by")
+        )
 
     @extend_schema(responses=s.ModelVersionOut(many=True))
     def get(self, request, slug):
@@ -81,7 +86,11 @@ class DatasetVersionList(ProjectChild):
     filterset_fields = ["purpose"]
 
     def scoped_queryset(self):
-        return DatasetVersion.objects.filter(project=self.project()).select_related("created_by")
+        return (
+            DatasetVersion.objects.restrict(self.request.user)
+            .filter(project=self.project())
+            .select_related("created_by")
+        )
 
     @extend_schema(responses=s.DatasetVersionOut(many=True))
     def get(self, request, slug):
@@ -108,8 +117,10 @@ class ChecklistItemList(ProjectChild):
     search_fields = ["title", "key"]
 
     def scoped_queryset(self):
-        return ChecklistItem.objects.filter(project=self.project()).select_related(
-            "assignee", "project"
+        return (
+            ChecklistItem.objects.restrict(self.request.user)
+            .filter(project=self.project())
+            .select_related("assignee", "project")
         )
 
     @extend_schema(responses=s.ChecklistItemOut(many=True))
@@ -157,7 +168,11 @@ class EvidenceList(IdempotentCreate, ProjectChild):
     ordering_fields = ["added_at"]
 
     def scoped_queryset(self):
-        return Evidence.objects.filter(item=self.item()).select_related("added_by", "item__project")
+        return (
+            Evidence.objects.restrict(self.request.user)
+            .filter(item=self.item())
+            .select_related("added_by", "item__project")
+        )
 
     @extend_schema(responses=s.EvidenceOut(many=True))
     def get(self, request, slug, key):
@@ -197,7 +212,8 @@ class EvidenceList(IdempotentCreate, ProjectChild):
 class EvidenceObject(ProjectChild):
     def evidence(self) -> Evidence:
         evidence = (
-            Evidence.objects.filter(item__project=self.project(), pk=self.kwargs["pk"])
+            Evidence.objects.restrict(self.request.user)
+            .filter(item__project=self.project(), pk=self.kwargs["pk"])
             .select_related("item__project", "added_by")
             .first()
         )
@@ -248,7 +264,11 @@ class CommentList(ProjectChild):
     ordering_fields = ["created_at"]
 
     def scoped_queryset(self):
-        return Comment.objects.filter(item=self.item()).select_related("author")
+        return (
+            Comment.objects.restrict(self.request.user)
+            .filter(item=self.item())
+            .select_related("author")
+        )
 
     @extend_schema(responses=s.CommentOut(many=True))
     def get(self, request, slug, key):
@@ -274,7 +294,11 @@ class GateList(ProjectChild):
     filterset_fields = ["state"]
 
     def scoped_queryset(self):
-        return Gate.objects.filter(project=self.project()).select_related("project")
+        return (
+            Gate.objects.restrict(self.request.user)
+            .filter(project=self.project())
+            .select_related("project")
+        )
 
     @extend_schema(responses=s.GateOut(many=True))
     def get(self, request, slug):
@@ -357,7 +381,8 @@ class SignOffList(ProjectChild):
 
     def scoped_queryset(self):
         return (
-            Signature.objects.filter(gate=self.gate())
+            Signature.objects.restrict(self.request.user)
+            .filter(gate=self.gate())
             .select_related("signer")
             .prefetch_related(
                 Prefetch("invalidation", queryset=SignatureInvalidation.objects.all())
@@ -388,7 +413,7 @@ class CriterionList(ProjectChild):
     ordering_fields = ["id"]
 
     def scoped_queryset(self):
-        return GateCriterion.objects.filter(gate=self.gate())
+        return GateCriterion.objects.restrict(self.request.user).filter(gate=self.gate())
 
     def _verdicts(self):
         return {v.criterion.pk: v for v in readiness_of(self.gate()).verdicts}
@@ -410,7 +435,11 @@ class CriterionList(ProjectChild):
 
 class CriterionDetail(ProjectChild):
     def criterion(self) -> GateCriterion:
-        criterion = GateCriterion.objects.filter(gate=self.gate(), pk=self.kwargs["pk"]).first()
+        criterion = (
+            GateCriterion.objects.restrict(self.request.user)
+            .filter(gate=self.gate(), pk=self.kwargs["pk"])
+            .first()
+        )
         if criterion is None:
             raise Http404
         return criterion
@@ -449,8 +478,10 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
     ordering_fields = ["created_at", "finished_at", "status"]
 
     def scoped_queryset(self):
-        return EvaluationRun.objects.filter(project=self.project()).select_related(
-            "gate", "model_version", "dataset_version", "requested_by", "project"
+        return (
+            EvaluationRun.objects.restrict(self.request.user)
+            .filter(project=self.project())
+            .select_related("gate", "model_version", "dataset_version", "requested_by", "project")
         )
 
     @extend_schema(responses=s.EvaluationRunOut(many=True))
@@ -519,7 +550,8 @@ class EvaluationRunDetail(ProjectChild):
     @extend_schema(responses=s.EvaluationRunDetailOut)
     def get(self, request, slug, pk):
         run = (
-            EvaluationRun.objects.filter(project=self.project(), pk=pk)
+            EvaluationRun.objects.restrict(self.request.user)
+            .filter(project=self.project(), pk=pk)
             .select_related("gate", "model_version", "dataset_version", "requested_by", "project")
             .prefetch_related("results")
             .first()
@@ -527,3 +559,46 @@ class EvaluationRunDetail(ProjectChild):
         if run is None:
             raise Http404
         return Response(s.EvaluationRunDetailOut(run, context={"request": request}).data)
+
+
+class ProjectList(ApiView):
+    """Projects the caller may see; registering one makes the caller its project lead."""
+
+    queryset = Project.objects.none()
+    ordering_fields = ["name", "created_at", "updated_at", "current_phase", "risk_tier"]
+    ordering = ["name"]
+    search_fields = ["name", "slug", "clinical_setting"]
+    filterset_fields = ["task_category", "risk_tier", "current_phase"]
+
+    def scoped_queryset(self):
+        return self.visible_projects().select_related(
+            "owner", "checklist_template", "signoff_policy"
+        )
+
+    @extend_schema(responses=s.ProjectOut(many=True))
+    def get(self, request):
+        return self.list_response(self.get_queryset(), s.ProjectOut)
+
+    @extend_schema(request=s.ProjectCreateIn, responses={201: s.ProjectOut})
+    def post(self, request):
+        data = s.ProjectCreateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_services.project_create(actor=request.user, **data.validated_data)
+        return Response(
+            s.ProjectOut(project, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ProjectDetail(ApiView):
+    @extend_schema(responses=s.ProjectOut)
+    def get(self, request, slug):
+        return Response(s.ProjectOut(self.get_project(), context={"request": request}).data)
+
+    @extend_schema(request=s.ProjectUpdateIn, responses=s.ProjectOut)
+    def patch(self, request, slug):
+        data = s.ProjectUpdateIn(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_services.project_update(
+            actor=request.user, project=self.get_project(), **data.validated_data
+        )
+        return Response(s.ProjectOut(project, context={"request": request}).data)

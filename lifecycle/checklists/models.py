@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from governance.querysets import RestrictedQuerySet
 from governance.roles import Role
 from lifecycle.phases import Phase
 
@@ -124,6 +125,10 @@ class ChecklistItem(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["project", "position"]
         constraints = [
@@ -188,6 +193,10 @@ class Evidence(models.Model):
     )
     withdrawal_reason = models.TextField(blank=True)
 
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "item__project"
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["item", "added_at", "id"]
         verbose_name_plural = "evidence"
@@ -219,6 +228,10 @@ class Comment(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "item__project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["item", "created_at", "id"]

@@ -1,12 +1,11 @@
-"""Permission-restricted reads of the lifecycle domain."""
+"""Reads of checklists: the active template, and items and evidence restricted to what a
+user may see."""
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
-from governance.models import Project, User
-from governance.selectors import projects_for_user
-from lifecycle.checklists.models import SETTLED_STATUSES, ChecklistItem, ChecklistTemplate, Evidence
-from lifecycle.gates.models import Gate
+from governance.models import User
+from lifecycle.checklists.models import ChecklistItem, ChecklistTemplate, Comment, Evidence
 
 
 def active_template() -> ChecklistTemplate:
@@ -19,20 +18,25 @@ def active_template() -> ChecklistTemplate:
     return template
 
 
-def checklist_items_for_user(user: User, *, project: Project | None = None) -> QuerySet:
-    """Checklist items of the projects `user` may see."""
-    items = ChecklistItem.objects.filter(project__in=projects_for_user(user))
-    if project is not None:
-        items = items.filter(project=project)
-    return items.select_related("assignee", "gate")
-
-
-def blocking_items(gate: Gate) -> QuerySet[ChecklistItem]:
-    """Required items of the gate that are neither done nor justified as not applicable."""
-    return gate.items.filter(required=True).exclude(status__in=SETTLED_STATUSES)
+def checklist_items_for_user(user: User) -> QuerySet[ChecklistItem]:
+    """Checklist items of the projects `user` may see, with their evidence and discussion."""
+    return (
+        ChecklistItem.objects.restrict(user)
+        .select_related("assignee", "gate")
+        .prefetch_related(
+            Prefetch(
+                "evidence",
+                queryset=Evidence.objects.select_related("added_by").order_by("added_at"),
+            ),
+            Prefetch(
+                "comments",
+                queryset=Comment.objects.select_related("author").order_by("created_at"),
+            ),
+        )
+        .order_by("position")
+    )
 
 
 def evidence_for_user(user: User) -> QuerySet[Evidence]:
-    return Evidence.objects.filter(item__project__in=projects_for_user(user)).select_related(
-        "item", "item__project", "added_by"
-    )
+    """Evidence of the projects `user` may see."""
+    return Evidence.objects.restrict(user).select_related("item", "item__project", "added_by")

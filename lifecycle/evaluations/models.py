@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from governance.querysets import RestrictedQuerySet
 from lifecycle.checklists.models import sha256_validator
 from lifecycle.metrics.registry import DEFAULT_RESAMPLES
 
@@ -36,6 +37,10 @@ class ModelVersion(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["project", "created_at", "id"]
@@ -75,6 +80,10 @@ class DatasetVersion(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["project", "created_at", "id"]
@@ -150,6 +159,10 @@ class EvaluationRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["gate", "status", "finished_at"], name="run_gate_status")]
@@ -199,6 +212,10 @@ class EvaluationResult(models.Model):
     detail = models.JSONField(
         default=dict, blank=True, help_text="Non-scalar values, e.g. a confusion matrix."
     )
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "run__project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["run", "scope", "group_attribute", "group_value", "metric"]

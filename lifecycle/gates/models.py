@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from governance.models import RiskTier
+from governance.querysets import RestrictedQuerySet
 from governance.roles import Role
 from lifecycle.phases import Phase
 
@@ -50,6 +51,10 @@ class Gate(models.Model):
     reopened_reason = models.TextField(
         blank=True, help_text="Set when signed content changed and the gate went back to review."
     )
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["project", "position"]
@@ -114,6 +119,10 @@ class GateCriterion(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "gate__project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["gate", "id"]
@@ -232,6 +241,10 @@ class Signature(models.Model):
     manifest_sha256 = models.CharField(max_length=64)
     record_sha256 = models.CharField(max_length=64)
 
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "gate__project"
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         app_label = "governance"
         ordering = ["gate", "review_round", "signed_at", "id"]
@@ -287,6 +300,10 @@ class SignatureInvalidation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     at = models.DateTimeField(auto_now_add=True)
+
+    # The path to its project: `objects.restrict(user)` keeps what the user may see.
+    restrict_path = "signature__gate__project"
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         app_label = "governance"

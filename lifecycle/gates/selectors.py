@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 
-from governance.models import Project
+from governance.models import Project, User
 from lifecycle.checklists.models import SETTLED_STATUSES
 from lifecycle.gates.models import Gate, SignOffPolicy
 
@@ -30,3 +30,11 @@ def active_signoff_policy() -> SignOffPolicy:
             "No sign-off policy is active: an administrator must activate one first."
         )
     return policy
+
+
+def gate_get_for_user(user: User, project: Project, phase: str) -> Gate:
+    """The project's gate of `phase` if `user` may see the project; Gate.DoesNotExist
+    otherwise."""
+    gate = Gate.objects.restrict(user).get(project=project, phase=phase)
+    gate.project = project
+    return gate

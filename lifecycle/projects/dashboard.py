@@ -92,7 +92,8 @@ def pending_signoffs(user: User) -> list[Gate]:
 def assigned_items(user: User) -> QuerySet[ChecklistItem]:
     """Open checklist items assigned to the user, on projects they may still see."""
     return (
-        ChecklistItem.objects.filter(assignee=user, project__in=projects_for_user(user))
+        ChecklistItem.objects.restrict(user)
+        .filter(assignee=user)
         .exclude(status__in=SETTLED_STATUSES)
         .select_related("project")
         .order_by("project__name", "position")

@@ -45,8 +45,10 @@ def get_visible_project(request: HttpRequest, slug: str) -> Project:
 def project_overview(request: HttpRequest, slug: str) -> HttpResponse:
     """The five gates as a timeline, the project's facts, versions, team and latest runs."""
     project = get_visible_project(request, slug)
-    project = Project.objects.select_related("owner", "checklist_template", "signoff_policy").get(
-        pk=project.pk
+    project = (
+        Project.objects.restrict(request.user)
+        .select_related("owner", "checklist_template", "signoff_policy")
+        .get(pk=project.pk)
     )
     gates = list(gates_for_project(project))
     readiness = gate_readiness(gates)

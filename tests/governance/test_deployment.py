@@ -110,5 +110,14 @@ def test_every_compose_command_exists_in_the_project(name):
 
 def test_the_dockerfile_copies_every_app():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for app in ("config", "demo", "governance", "lifecycle", "audits", "templates", "static", "manage.py"):
+    for app in (
+        "config",
+        "demo",
+        "governance",
+        "lifecycle",
+        "audits",
+        "templates",
+        "static",
+        "manage.py",
+    ):
         assert f"COPY {app}" in dockerfile

@@ -1,3 +1,5 @@
+"""Audit-trail services that act for a user: exporting a chain (permission-checked)."""
+
 from typing import IO
 
 from django.core.exceptions import PermissionDenied

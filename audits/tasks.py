@@ -1,6 +1,7 @@
 """Periodic audit work: verify every chain and checkpoint it outside the database."""
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -11,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="audits.write_checkpoints")
-def write_audit_checkpoints() -> dict:
+def write_audit_checkpoints() -> dict[str, Any]:
     """Verify all chains and append a signed checkpoint for each that verifies and grew.
 
     Run by Celery beat (AUDIT_CHECKPOINT_INTERVAL). A chain that fails verification gets no

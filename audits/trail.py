@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import IntegrityError, connection, models, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from audits import chain as hashchain
@@ -44,7 +45,7 @@ def locked_chain(project: ChainOwner | None) -> AuditChain:
         return chain
     try:
         with transaction.atomic():
-            AuditChain.objects.create(key=key, project=project)
+            AuditChain.objects.create(key=key, project_id=project.pk if project else None)
     except IntegrityError:
         pass  # created concurrently; lock the winner's row below
     return AuditChain.objects.select_for_update().get(key=key)
@@ -68,7 +69,7 @@ _INSERT_EVENT_AND_UPDATE_HEAD = (
 _ACTIONS = frozenset(Action.values)
 
 
-def _lock_head(cursor, key: str, project: ChainOwner | None) -> tuple[int, int, str]:
+def _lock_head(cursor: CursorWrapper, key: str, project: ChainOwner | None) -> tuple[int, int, str]:
     """Lock the chain's head row (creating the chain on its first event)."""
     locking = connection.features.has_select_for_update  # SQLite locks the whole database
     cursor.execute(_SELECT_HEAD + (" FOR UPDATE" if locking else ""), [key])
@@ -76,7 +77,8 @@ def _lock_head(cursor, key: str, project: ChainOwner | None) -> tuple[int, int, 
     if row is None:
         chain = locked_chain(project)
         return chain.pk, chain.length, chain.head_hash
-    return row
+    chain_id, length, head_hash = row
+    return int(chain_id), int(length), str(head_hash)
 
 
 def jsonable(value: Any) -> Any:
@@ -109,7 +111,7 @@ def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:
+def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Only the keys whose value changed, for a compact before/after."""
     keys = [key for key in after if before.get(key) != after[key]]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
@@ -207,7 +209,7 @@ def record(
             prev_hash,
             event.hash,
         ]
-        head = [sequence, event.hash, stored_at, chain_id]
+        head: list[Any] = [sequence, event.hash, stored_at, chain_id]
         if connection.vendor == "postgresql":
             cursor.execute(_INSERT_EVENT_AND_UPDATE_HEAD, values + head)
             event.id = cursor.fetchone()[0]

@@ -8,17 +8,17 @@ explicit global `governance.view_project` permission. Inactive and anonymous use
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.db import models
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractUser, AnonymousUser
 
 _M = TypeVar("_M", bound=models.Model)
 
 
-def visible_project_ids(user: AbstractBaseUser | AnonymousUser) -> Any:
+def visible_project_ids(user: AbstractUser | AnonymousUser) -> Any:
     """A subquery of the ids of the projects `user` may see, or None for every project."""
     from governance.models import ProjectUserObjectPermission
 
@@ -29,10 +29,10 @@ def visible_project_ids(user: AbstractBaseUser | AnonymousUser) -> Any:
     ).values("content_object")
 
 
-class RestrictedQuerySet(models.QuerySet[_M], Generic[_M]):
+class RestrictedQuerySet(models.QuerySet[_M]):
     """A queryset that can narrow itself to the rows of projects a user may see."""
 
-    def restrict(self, user: AbstractBaseUser | AnonymousUser) -> RestrictedQuerySet[_M]:
+    def restrict(self, user: AbstractUser | AnonymousUser) -> Self:
         if not user.is_authenticated or not user.is_active:
             return self.none()
         visible = visible_project_ids(user)
@@ -40,6 +40,3 @@ class RestrictedQuerySet(models.QuerySet[_M], Generic[_M]):
             return self.all()
         path: str = getattr(self.model, "restrict_path", "project")
         return self.filter(**{f"{path}__in" if path else "pk__in": visible})
-
-
-RestrictedManager = models.Manager.from_queryset(RestrictedQuerySet)

@@ -49,7 +49,7 @@ def membership_add(*, actor: User, project: Project, user: User, role: str) -> M
     return membership
 
 
-def _membership_values(membership: Membership) -> dict:
+def _membership_values(membership: Membership) -> dict[str, Any]:
     return {
         "user": membership.user_id,
         "user_name": membership.user.get_full_name() or membership.user.get_username(),
@@ -100,7 +100,7 @@ def membership_remove(*, actor: User, membership: Membership) -> None:
 USER_FIELDS = ("first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
 
 
-def _user_values(user: User) -> dict:
+def _user_values(user: User) -> dict[str, Any]:
     values = snapshot(user, USER_FIELDS)
     values["permissions"] = sorted(
         f"{app}.{codename}"

@@ -1,10 +1,12 @@
-"""Writes of the lifecycle domain: checklist items, evidence, comments, gates, versions and
-checklist templates.
+"""Writes about checklists: a project's items, their evidence and discussion, and the
+versioned checklist templates.
 
 Every function takes the acting user, checks permission, validates, and changes the data in one
 transaction. A wrong actor gets PermissionDenied, an illegal change or bad input a
 ValidationError that says what is wrong; neither changes anything.
 """
+
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -176,7 +178,7 @@ def checklist_item_assign(
     return item
 
 
-def _assignee_values(user: User | None) -> dict:
+def _assignee_values(user: User | None) -> dict[str, Any]:
     if user is None:
         return {"assignee": None}
     return {"assignee": user.pk, "assignee_name": user.get_full_name() or user.get_username()}
@@ -227,7 +229,7 @@ def _record_evidence_added(actor: User, item: ChecklistItem, evidence: Evidence)
         Evidence.Kind.FILE: ("kind", "title", "original_name", "content_type", "size", "sha256"),
         Evidence.Kind.LINK: ("kind", "title", "url"),
         Evidence.Kind.NOTE: ("kind", "title", "note"),
-    }[evidence.kind]
+    }[Evidence.Kind(evidence.kind)]
     signoffs.record_signed_content_change(
         actor,
         item.gate,

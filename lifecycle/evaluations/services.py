@@ -1,5 +1,13 @@
+"""Writes about evaluations: model and dataset versions, uploaded runs, and the background
+job's claim, heartbeat, results, failure, release and requeue.
+
+Uploads take the acting user; the job's steps are system actions recorded as such. Attaching
+results changes what gate signatures cover, so it goes through `signoffs`.
+"""
+
 import datetime
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,7 +41,7 @@ from lifecycle.metrics import (
     RecordError,
     parse_records,
 )
-from lifecycle.metrics.engine import resolve_metrics
+from lifecycle.metrics.registry import resolve_metrics
 from lifecycle.uploads import hash_upload
 
 
@@ -223,7 +231,7 @@ def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str
         upload.seek(0)
 
 
-def _where(exc: RecordError) -> dict:
+def _where(exc: RecordError) -> dict[str, Any]:
     return {"line": exc.line, "field": exc.field}
 
 
@@ -269,8 +277,10 @@ def evaluation_run_heartbeat(
     )
 
 
-def _result_rows(run: EvaluationRun, result: dict) -> list[EvaluationResult]:
-    def row(metric: str, scope: str, attribute: str, value: str, data: dict) -> EvaluationResult:
+def _result_rows(run: EvaluationRun, result: dict[str, Any]) -> list[EvaluationResult]:
+    def row(
+        metric: str, scope: str, attribute: str, value: str, data: dict[str, Any]
+    ) -> EvaluationResult:
         scalar = data.get("value")
         detail = {} if isinstance(scalar, int | float) or scalar is None else {"value": scalar}
         # Non-scalar companions: confusion-matrix labels, the ROC curve, reliability bins.
@@ -304,7 +314,7 @@ def _result_rows(run: EvaluationRun, result: dict) -> list[EvaluationResult]:
 
 
 @transaction.atomic
-def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict) -> bool:
+def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict[str, Any]) -> bool:
     """Store a finished run's results, all in one transaction, if this job still holds the run.
 
     A redelivered or duplicated job finds the run finished or claimed by another token and
@@ -370,6 +380,32 @@ def evaluation_run_fail(*, run_id: int, token: uuid.UUID | None, message: str) -
         project=run.project,
         target=run,
         after={"error": message},
+    )
+    return True
+
+
+@transaction.atomic
+def evaluation_run_release(*, run_id: int, token: uuid.UUID, reason: str) -> bool:
+    """Give a claimed run back to the queue after a transient error, for the job's retry to
+    claim it again. Only the current claim holder may release it; the release is recorded."""
+    run = (
+        EvaluationRun.objects.select_for_update()
+        .filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING)
+        .first()
+    )
+    if run is None:
+        return False
+    run.status = RunStatus.QUEUED
+    run.progress_message = "waiting to retry"
+    run.save(update_fields=["status", "progress_message"])
+    record(
+        actor=None,
+        action=Action.EVALUATION_RELEASE,
+        project=run.project,
+        target=run,
+        before={"status": RunStatus.RUNNING},
+        after={"status": RunStatus.QUEUED, "attempts": run.attempts},
+        reason=reason,
     )
     return True
 

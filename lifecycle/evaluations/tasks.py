@@ -11,9 +11,9 @@ fails the run with its message.
 import logging
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -33,7 +33,7 @@ class RunReclaimed(Exception):
     """Another job took the run over (this worker was presumed lost)."""
 
 
-def _stale_before():
+def _stale_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.EVALUATION_STALE_AFTER)
 
 
@@ -44,7 +44,7 @@ def _stale_before():
     reject_on_worker_lost=True,
     max_retries=5,
 )
-def run_evaluation(self, run_id: int) -> str:
+def run_evaluation(self: Task[[int], str], run_id: int) -> str:
     """Score evaluation run `run_id` and attach its results to the gate."""
     with system_context("celery:lifecycle.run_evaluation"):
         token = evaluation_services.evaluation_run_claim(
@@ -96,13 +96,15 @@ def run_evaluation(self, run_id: int) -> str:
             )
             return "failed: time limit"
         except TRANSIENT as exc:
-            if self.request.retries >= self.max_retries:
+            if self.request.retries >= (self.max_retries or 0):
                 evaluation_services.evaluation_run_fail(
                     run_id=run_id, token=token, message=f"Gave up after retries: {exc}"
                 )
                 return "failed: transient errors persisted"
             # Back to queued so the retry can claim it; exponential backoff with full jitter.
-            EvaluationRun.objects.filter(pk=run_id, claim_token=token).update(status="queued")
+            evaluation_services.evaluation_run_release(
+                run_id=run_id, token=token, reason=f"transient error, retrying: {exc}"
+            )
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
         except Exception as exc:
             logger.exception("evaluation run %s failed", run_id)

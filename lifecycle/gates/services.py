@@ -1,3 +1,10 @@
+"""Writes about gates: submission, periodic reviews, criteria, electronic signatures
+(21 CFR Part 11) and the sign-off policies that say who must sign.
+
+Every function takes the acting user, checks permission, validates, and changes the data in one
+transaction with its audit event; gate states change only through `transitions.gate_move`.
+"""
+
 import datetime
 from typing import Any
 
@@ -107,10 +114,10 @@ def _record_gate(
     actor: User,
     action: str,
     gate: Gate,
-    before: dict,
+    before: dict[str, Any],
     *,
     reason: str = "",
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> AuditEvent:
     return record(
         actor=actor,

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from .bootstrap import Additive, Statistic, Unit, undefined
 from .context import Builder, Context, MatrixValue, Result
@@ -186,6 +185,9 @@ class Auroc(Statistic):
     equals the trapezoidal ROC area (ties count one half)."""
 
     def __init__(self, y: np.ndarray, score: np.ndarray, indices: np.ndarray):
+        # Imported here: a web process loads the engine's registry, never scikit-learn.
+        from sklearn.metrics import roc_auc_score
+
         super().__init__(value=float(roc_auc_score(y, score)), n=int(y.size))
         order = np.lexsort((y, score))  # by score; negatives first among equal scores
         self.order = indices[order]

@@ -2,13 +2,14 @@
 reliability diagram behind `ece` (the same 10 equal-width bins as ECE)."""
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from .classification import ECE_BINS
 
 
 def roc_points(y: np.ndarray, score: np.ndarray, max_points: int = 101) -> dict[str, list[float]]:
     """scikit-learn's ROC curve, thinned to at most `max_points` points (ends kept)."""
+    from sklearn.metrics import roc_curve  # loaded only when an evaluation runs
+
     fpr, tpr, _ = roc_curve(y, score)
     if fpr.size > max_points:
         keep = np.unique(np.linspace(0, fpr.size - 1, max_points).round().astype(int))

@@ -1,3 +1,6 @@
+"""Writes about projects: registration (which starts the lifecycle: checklist and five
+gates) and changes to a project's details (which may invalidate signatures)."""
+
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError

@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import Retry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -189,6 +190,47 @@ def test_only_the_current_claim_may_store_results(team):
         evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=later + timedelta(1))
         is None
     )
+
+
+def test_a_transient_error_releases_the_run_with_an_event_and_the_retry_finishes_it(
+    team, monkeypatch
+):
+    from django.db import OperationalError
+
+    from lifecycle.evaluations import tasks
+
+    real, calls = tasks.evaluate, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("connection lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "evaluate", flaky)
+    run = start(team)
+    with pytest.raises(Retry):
+        run_evaluation.apply(args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == "queued" and run.progress_message == "waiting to retry"
+    release = AuditEvent.objects.get(action="evaluation_run.release")
+    assert release.target_id == str(run.pk)
+    assert "transient error, retrying: connection lost" in release.payload
+    run_evaluation.apply(args=[run.pk])  # the retry's delivery
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.attempts == 2
+
+
+def test_only_the_claim_holder_releases_a_run(team):
+    run = start(team)
+    token = evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now())
+    assert not evaluation_services.evaluation_run_release(
+        run_id=run.pk, token=uuid.uuid4(), reason="not mine"
+    )
+    assert EvaluationRun.objects.get(pk=run.pk).status == "running"
+    assert evaluation_services.evaluation_run_release(run_id=run.pk, token=token, reason="retry")
+    assert EvaluationRun.objects.get(pk=run.pk).status == "queued"
+    assert AuditEvent.objects.filter(action="evaluation_run.release").count() == 1
 
 
 def test_the_sweeper_requeues_lost_runs(

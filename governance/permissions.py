@@ -40,6 +40,13 @@ def require_project_perm(user: User, codename: str, project: Project) -> None:
         raise PermissionDenied(f"You are not allowed to {label} on project “{project.name}”.")
 
 
+def require_global_perm(user: User, perm: str, what: str) -> None:
+    """Raise PermissionDenied unless `user` is active and holds the global permission `perm`
+    (administration: templates, policies, accounts)."""
+    if not user.is_active or not user.has_perm(perm):
+        raise PermissionDenied(f"You are not allowed to {what}.")
+
+
 def _permission_label(codename: str) -> str:
     labels = {
         "view_project": "view this project",

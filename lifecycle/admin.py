@@ -16,6 +16,7 @@ from governance.admin_base import (
 from governance.models import Project, User
 from governance.permissions import has_project_perm
 from governance.selectors import projects_for_user
+from lifecycle import versioning
 from lifecycle.checklists import services as checklist_services
 from lifecycle.checklists.models import (
     ChecklistItem,
@@ -327,7 +328,7 @@ class TemplateItemInline(DraftRowsInline, admin.StackedInline):
     ]
 
     def in_use(self, obj: ChecklistTemplate) -> bool:
-        return checklist_services.template_in_use(obj)
+        return versioning.in_use(obj)
 
 
 @admin.register(ChecklistTemplate)
@@ -691,7 +692,7 @@ class SignOffRequirementInline(DraftRowsInline, admin.TabularInline):
     fields = ["phase", "risk_tier", "role"]
 
     def in_use(self, obj: SignOffPolicy) -> bool:
-        return gate_services.policy_in_use(obj)
+        return versioning.in_use(obj)
 
 
 @admin.register(SignOffPolicy)

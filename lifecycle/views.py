@@ -114,7 +114,8 @@ def phase_page(
     items = list(checklist_selectors.checklist_items_for_user(request.user).filter(gate=gate))
     for item in items:
         item.project, item.gate = project, gate
-    conditions = readiness_of(gate) if gate.state != GateState.LOCKED else None
+    readiness = readiness_of(gate)
+    conditions = readiness if gate.state != GateState.LOCKED else None
     signed = conditions and any(s.signer_id == request.user.pk for s in conditions.signatures)
     sign_roles = []
     if gate.state == GateState.IN_REVIEW and not signed:
@@ -128,6 +129,7 @@ def phase_page(
             "gate": gate,
             "phases": list(project.gates.order_by("position")),
             "items": [_item_context(i, access, request.user, members) for i in items],
+            "readiness": readiness,
             "conditions": conditions,
             "access": access,
             "sign_form": sign_form or (SignForm(roles=sign_roles) if sign_roles else None),

@@ -18,7 +18,8 @@ from django.utils import timezone
 from audits.models import Action
 from audits.trail import changed, record, snapshot
 from governance.models import Project, User
-from governance.permissions import has_project_perm, require_project_perm
+from governance.permissions import has_project_perm, require_global_perm, require_project_perm
+from lifecycle import versioning
 from lifecycle.checklists.models import (
     ChecklistItem,
     ChecklistTemplate,
@@ -31,7 +32,6 @@ from lifecycle.gates import signoffs
 from lifecycle.gates.models import Gate
 from lifecycle.phases import Phase
 from lifecycle.uploads import hash_upload
-from lifecycle.versioning import make_sole_active
 
 Status = ChecklistItem.Status
 
@@ -347,63 +347,29 @@ def comment_add(*, actor: User, item: ChecklistItem, body: str) -> Comment:
 # --- Checklist templates ------------------------------------------------------------------
 
 
-def _require_global(actor: User, perm: str, what: str) -> None:
-    if not actor.is_active or not actor.has_perm(perm):
-        raise PermissionDenied(f"You are not allowed to {what}.")
-
-
 @transaction.atomic
 def checklist_template_create_version(
     *, actor: User, source: ChecklistTemplate, version: str, name: str = ""
 ) -> ChecklistTemplate:
     """Start a new template version as a copy of `source`; it is inactive until activated."""
-    _require_global(actor, "lifecycle.add_checklisttemplate", "create checklist templates")
-    template = ChecklistTemplate(
-        version=version.strip(),
-        name=(name or source.name).strip(),
-        description=source.description,
-        created_by=actor,
-    )
-    template.full_clean()
-    template.save()
-    TemplateItem.objects.bulk_create(
-        TemplateItem(
-            template=template,
-            phase=item.phase,
-            key=item.key,
-            title=item.title,
-            guidance=item.guidance,
-            owner_role=item.owner_role,
-            required=item.required,
-            evidence_required=item.evidence_required,
-            position=item.position,
-        )
-        for item in source.items.all()
-    )
-    record(
+    require_global_perm(actor, "lifecycle.add_checklisttemplate", "create checklist templates")
+    template: ChecklistTemplate = versioning.copy_version(
+        source,
         actor=actor,
+        version=version,
+        name=name,
+        rows="items",
         action=Action.TEMPLATE_CREATE_VERSION,
-        project=None,
-        target=template,
-        after={"version": template.version, "name": template.name, "copied_from": source.version},
+        copied=("description",),
     )
     return template
-
-
-def template_in_use(template: ChecklistTemplate) -> bool:
-    return template.is_active or template.projects.exists()
 
 
 @transaction.atomic
 def template_item_save(*, actor: User, item: TemplateItem) -> TemplateItem:
     """Add or change an item of a draft template (never one in use: make a new version)."""
-    _require_global(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
-    template = ChecklistTemplate.objects.select_for_update().get(pk=item.template_id)
-    if template_in_use(template):
-        raise ValidationError(
-            f"Template v{template.version} is active or used by projects and cannot change: "
-            "create a new version instead."
-        )
+    require_global_perm(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
+    template = versioning.lock_draft(ChecklistTemplate, item.template_id, "Template")
     before = snapshot(TemplateItem.objects.get(pk=item.pk), TEMPLATE_ITEM_FIELDS) if item.pk else {}
     item.full_clean()
     item.save()
@@ -434,7 +400,7 @@ TEMPLATE_ITEM_FIELDS = (
 @transaction.atomic
 def checklist_template_activate(*, actor: User, template: ChecklistTemplate) -> ChecklistTemplate:
     """Make `template` the one new projects start from."""
-    _require_global(actor, "lifecycle.change_checklisttemplate", "activate checklist templates")
+    require_global_perm(actor, "lifecycle.change_checklisttemplate", "activate checklist templates")
     template = ChecklistTemplate.objects.select_for_update().get(pk=template.pk)
     phases_present = set(template.items.values_list("phase", flat=True))
     missing = [phase.label for phase in Phase if phase not in phases_present]
@@ -442,20 +408,15 @@ def checklist_template_activate(*, actor: User, template: ChecklistTemplate) -> 
         raise ValidationError(
             f"Template v{template.version} has no items for: {', '.join(missing)}."
         )
-    make_sole_active(template, actor=actor, action=Action.TEMPLATE_ACTIVATE)
+    versioning.make_sole_active(template, actor=actor, action=Action.TEMPLATE_ACTIVATE)
     return template
 
 
 @transaction.atomic
 def template_item_delete(*, actor: User, item: TemplateItem) -> None:
     """Remove an item from a draft template (never from one in use)."""
-    _require_global(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
-    template = ChecklistTemplate.objects.select_for_update().get(pk=item.template_id)
-    if template_in_use(template):
-        raise ValidationError(
-            f"Template v{template.version} is active or used by projects and cannot change: "
-            "create a new version instead."
-        )
+    require_global_perm(actor, "lifecycle.change_checklisttemplate", "edit checklist templates")
+    template = versioning.lock_draft(ChecklistTemplate, item.template_id, "Template")
     values = snapshot(item, TEMPLATE_ITEM_FIELDS)
     target_id, target_text = item.pk, str(item)
     item.delete()

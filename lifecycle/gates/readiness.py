@@ -111,7 +111,6 @@ class Readiness:
     @property
     def conditions(self) -> list[Condition]:
         """Every condition, met or not, in the order a committee reads them."""
-        gate = self.gate
         found = [self._state_condition()]
         found += [
             Condition("item", item.title, item.get_status_display().lower(), False, item.key)
@@ -147,9 +146,6 @@ class Readiness:
                     "only people who prepared the evidence have approved",
                 )
             )
-        if gate.state == GateState.APPROVED:
-            # An approved gate was decided on what it had then; nothing blocks it now.
-            return [Condition(c.kind, c.label, c.state, True, c.detail) for c in found]
         return found
 
     def _state_condition(self) -> Condition:

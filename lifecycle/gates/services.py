@@ -18,8 +18,9 @@ from audits.context import current
 from audits.models import Action, AuditEvent
 from audits.trail import changed, record, snapshot
 from governance.models import RiskTier, User
-from governance.permissions import require_project_perm
+from governance.permissions import require_global_perm, require_project_perm
 from governance.roles import Role
+from lifecycle import versioning
 from lifecycle.checklists.models import ItemStatus
 from lifecycle.gates import signoffs
 from lifecycle.gates.models import (
@@ -35,7 +36,6 @@ from lifecycle.gates.readiness import Readiness, readiness_of
 from lifecycle.gates.transitions import Move, gate_move, lock_gate
 from lifecycle.metrics import FAIRNESS_METRICS, METRICS
 from lifecycle.phases import Phase
-from lifecycle.versioning import make_sole_active
 
 
 def _require_settled(readiness: Readiness, verb: str) -> None:
@@ -423,12 +423,7 @@ def _decide(gate: Gate, signature: Signature) -> None:
 
 
 def _require_policy_admin(actor: User) -> None:
-    if not actor.is_active or not actor.has_perm("governance.change_signoffpolicy"):
-        raise PermissionDenied("You are not allowed to manage sign-off policies.")
-
-
-def policy_in_use(policy: SignOffPolicy) -> bool:
-    return policy.is_active or policy.projects.exists()
+    require_global_perm(actor, "governance.change_signoffpolicy", "manage sign-off policies")
 
 
 @transaction.atomic
@@ -437,21 +432,13 @@ def signoff_policy_create_version(
 ) -> SignOffPolicy:
     """Start a new policy version as a copy of `source`; inactive until activated."""
     _require_policy_admin(actor)
-    policy = SignOffPolicy(
-        version=version.strip(), name=(name or source.name).strip(), created_by=actor
-    )
-    policy.full_clean()
-    policy.save()
-    SignOffRequirement.objects.bulk_create(
-        SignOffRequirement(policy=policy, phase=r.phase, risk_tier=r.risk_tier, role=r.role)
-        for r in source.requirements.all()
-    )
-    record(
+    policy: SignOffPolicy = versioning.copy_version(
+        source,
         actor=actor,
+        version=version,
+        name=name,
+        rows="requirements",
         action=Action.POLICY_CREATE_VERSION,
-        project=None,
-        target=policy,
-        after={"version": policy.version, "copied_from": source.version},
     )
     return policy
 
@@ -460,8 +447,7 @@ def signoff_policy_create_version(
 def signoff_requirement_save(*, actor: User, requirement: SignOffRequirement) -> SignOffRequirement:
     """Add or change a requirement of a draft policy (never of one in use)."""
     _require_policy_admin(actor)
-    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
-    _require_draft(policy)
+    policy = versioning.lock_draft(SignOffPolicy, requirement.policy_id, "Sign-off policy")
     requirement.full_clean()
     requirement.save()
     record(
@@ -477,8 +463,7 @@ def signoff_requirement_save(*, actor: User, requirement: SignOffRequirement) ->
 @transaction.atomic
 def signoff_requirement_delete(*, actor: User, requirement: SignOffRequirement) -> None:
     _require_policy_admin(actor)
-    policy = SignOffPolicy.objects.select_for_update().get(pk=requirement.policy_id)
-    _require_draft(policy)
+    policy = versioning.lock_draft(SignOffPolicy, requirement.policy_id, "Sign-off policy")
     values = snapshot(requirement, ("phase", "risk_tier", "role"))
     target_id, target_text = requirement.pk, str(requirement)
     requirement.delete()
@@ -491,14 +476,6 @@ def signoff_requirement_delete(*, actor: User, requirement: SignOffRequirement) 
         target_text=target_text,
         before={"policy": policy.version, **values},
     )
-
-
-def _require_draft(policy: SignOffPolicy) -> None:
-    if policy_in_use(policy):
-        raise ValidationError(
-            f"Sign-off policy v{policy.version} is active or used by projects and cannot change: "
-            "create a new version instead."
-        )
 
 
 @transaction.atomic
@@ -516,5 +493,5 @@ def signoff_policy_activate(*, actor: User, policy: SignOffPolicy) -> SignOffPol
         raise ValidationError(
             f"Sign-off policy v{policy.version} names no approver for: {', '.join(missing)}."
         )
-    make_sole_active(policy, actor=actor, action=Action.POLICY_ACTIVATE)
+    versioning.make_sole_active(policy, actor=actor, action=Action.POLICY_ACTIVATE)
     return policy

@@ -51,7 +51,7 @@ class WorkerProcess:
                 "-m",
                 "celery",
                 "-A",
-                "governance",
+                "config",
                 "worker",
                 "--pool=solo",
                 "--loglevel=INFO",

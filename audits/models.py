@@ -64,7 +64,6 @@ class Action(models.TextChoices):
     EVALUATION_SUCCEED = "evaluation_run.succeed", "Evaluation results attached"
     EVALUATION_FAIL = "evaluation_run.fail", "Evaluation failed"
     EVALUATION_REQUEUE = "evaluation_run.requeue", "Stuck evaluation queued again"
-    EVALUATION_RELEASE = "evaluation_run.release", "Evaluation released for a retry"
     CRITERION_CREATE = "gate_criterion.create", "Gate criterion added"
     CRITERION_UPDATE = "gate_criterion.update", "Gate criterion changed"
     CRITERION_DELETE = "gate_criterion.delete", "Gate criterion removed"

@@ -387,7 +387,8 @@ def evaluation_run_fail(*, run_id: int, token: uuid.UUID | None, message: str) -
 @transaction.atomic
 def evaluation_run_release(*, run_id: int, token: uuid.UUID, reason: str) -> bool:
     """Give a claimed run back to the queue after a transient error, for the job's retry to
-    claim it again. Only the current claim holder may release it; the release is recorded."""
+    claim it again. Only the current claim holder may release it; it is recorded as a requeue
+    with the error as its reason."""
     run = (
         EvaluationRun.objects.select_for_update()
         .filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING)
@@ -400,7 +401,7 @@ def evaluation_run_release(*, run_id: int, token: uuid.UUID, reason: str) -> boo
     run.save(update_fields=["status", "progress_message"])
     record(
         actor=None,
-        action=Action.EVALUATION_RELEASE,
+        action=Action.EVALUATION_REQUEUE,
         project=run.project,
         target=run,
         before={"status": RunStatus.RUNNING},

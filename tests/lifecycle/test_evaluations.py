@@ -213,7 +213,7 @@ def test_a_transient_error_releases_the_run_with_an_event_and_the_retry_finishes
         run_evaluation.apply(args=[run.pk])
     run.refresh_from_db()
     assert run.status == "queued" and run.progress_message == "waiting to retry"
-    release = AuditEvent.objects.get(action="evaluation_run.release")
+    release = AuditEvent.objects.get(action="evaluation_run.requeue")
     assert release.target_id == str(run.pk)
     assert "transient error, retrying: connection lost" in release.payload
     run_evaluation.apply(args=[run.pk])  # the retry's delivery
@@ -230,7 +230,7 @@ def test_only_the_claim_holder_releases_a_run(team):
     assert EvaluationRun.objects.get(pk=run.pk).status == "running"
     assert evaluation_services.evaluation_run_release(run_id=run.pk, token=token, reason="retry")
     assert EvaluationRun.objects.get(pk=run.pk).status == "queued"
-    assert AuditEvent.objects.filter(action="evaluation_run.release").count() == 1
+    assert AuditEvent.objects.filter(action="evaluation_run.requeue").count() == 1
 
 
 def test_the_sweeper_requeues_lost_runs(

@@ -9,6 +9,7 @@ import datetime
 import uuid
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
@@ -235,12 +236,15 @@ def _where(exc: RecordError) -> dict[str, Any]:
     return {"line": exc.line, "field": exc.field}
 
 
+RUN_EVALUATION_TASK = "lifecycle.run_evaluation"
+
+
 def enqueue_evaluation(run_id: int) -> None:
     """Queue the evaluation job once the surrounding transaction commits (never before: the
     worker must find the run). In the embedded default the job then runs in-process."""
-    from lifecycle.evaluations.tasks import run_evaluation
-
-    transaction.on_commit(lambda: run_evaluation.delay(run_id))
+    # By its registered name: the task calls these services, so they never import it back.
+    job = current_app.signature(RUN_EVALUATION_TASK, args=(run_id,))
+    transaction.on_commit(job.delay)
 
 
 def evaluation_run_claim(*, run_id: int, stale_before: datetime.datetime) -> uuid.UUID | None:

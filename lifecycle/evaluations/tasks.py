@@ -39,7 +39,7 @@ def _stale_before() -> datetime:
 
 @shared_task(
     bind=True,
-    name="lifecycle.run_evaluation",
+    name=evaluation_services.RUN_EVALUATION_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=5,

@@ -1,7 +1,7 @@
 """Where an action comes from: the request (id, IP, user agent, API token) or a system job.
 
 Set once per request by `audits.middleware.AuditContextMiddleware`, or around a task or
-command with `system_context`; read by `audits.services.record`.
+command with `system_context`; read by `audits.trail.record`.
 """
 
 import uuid

@@ -10,7 +10,7 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-# The site's own operational tasks live outside the apps that autodiscovery scans.
-app = Celery("governance", include=["config.tasks"])
+# Task modules outside `<app>/tasks.py`, which autodiscovery does not scan.
+app = Celery("governance", include=["config.tasks", "lifecycle.evaluations.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

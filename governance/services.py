@@ -20,7 +20,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from audits.models import Action
 from audits.trail import changed, record, snapshot
 from governance.models import ApiToken, Membership, Project, User
-from governance.permissions import require_project_perm, sync_member_permissions
+from governance.permissions import (
+    require_global_perm,
+    require_project_perm,
+    sync_member_permissions,
+)
 from governance.roles import Role
 from governance.selectors import projects_for_user
 
@@ -122,8 +126,7 @@ def user_create(
     email: str = "",
 ) -> User:
     """Create an account; the password must pass the configured password validators."""
-    if not actor.is_active or not actor.has_perm("governance.add_user"):
-        raise PermissionDenied("You are not allowed to create user accounts.")
+    require_global_perm(actor, "governance.add_user", "create user accounts")
     user = User(username=username, first_name=first_name, last_name=last_name, email=email)
     user.full_clean(exclude=["password"])
     try:
@@ -150,8 +153,7 @@ def user_update(
 
     Only a superuser may grant or remove superuser status.
     """
-    if not actor.is_active or not actor.has_perm("governance.change_user"):
-        raise PermissionDenied("You are not allowed to change user accounts.")
+    require_global_perm(actor, "governance.change_user", "change user accounts")
     unknown = set(changes) - set(USER_FIELDS)
     if unknown:
         raise ValidationError({field: "This field cannot be changed here." for field in unknown})
@@ -206,8 +208,7 @@ def user_set_password(*, actor: User, user: User, password: str) -> User:
 @transaction.atomic
 def otp_device_save(*, actor: User, device: TOTPDevice) -> TOTPDevice:
     """Enrol or change a user's authenticator (TOTP) device; signing then needs its code."""
-    if not actor.is_active or not actor.has_perm("otp_totp.change_totpdevice"):
-        raise PermissionDenied("You are not allowed to manage authenticator devices.")
+    require_global_perm(actor, "otp_totp.change_totpdevice", "manage authenticator devices")
     created = device.pk is None
     device.full_clean()
     device.save()
@@ -229,8 +230,7 @@ def otp_device_save(*, actor: User, device: TOTPDevice) -> TOTPDevice:
 @transaction.atomic
 def otp_device_delete(*, actor: User, device: TOTPDevice) -> None:
     """Remove a user's authenticator device (the secret key is never recorded)."""
-    if not actor.is_active or not actor.has_perm("otp_totp.delete_totpdevice"):
-        raise PermissionDenied("You are not allowed to remove authenticator devices.")
+    require_global_perm(actor, "otp_totp.delete_totpdevice", "remove authenticator devices")
     user, values = device.user, {"device": device.pk, "name": device.name}
     device.delete()
     record(actor=actor, action=Action.OTP_DEVICE_DELETE, project=None, target=user, before=values)

@@ -5,6 +5,7 @@ from django import forms
 from governance.models import User
 from lifecycle.checklists.models import Evidence, ItemStatus
 from lifecycle.gates.models import SignatureMeaning
+from lifecycle.metrics.registry import DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 
 class SignForm(forms.Form):
@@ -88,7 +89,7 @@ class EvaluationUploadForm(forms.Form):
         required=False,
         help_text="Comma-separated metric keys; empty uses the project's task preset.",
     )
-    resamples = forms.IntegerField(min_value=1, max_value=10_000, initial=1000)
+    resamples = forms.IntegerField(min_value=1, max_value=MAX_RESAMPLES, initial=DEFAULT_RESAMPLES)
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)

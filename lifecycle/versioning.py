@@ -44,9 +44,11 @@ def copy_version(
     rows: str,
     action: Action,
     copied: tuple[str, ...] = (),
+    recorded: tuple[str, ...] = ("version",),
 ) -> Version:
     """A new, inactive version copied from `source`: its own fields in `copied`, and every
-    row of the related set `rows` (template items, policy requirements). Recorded."""
+    row of the related set `rows` (template items, policy requirements). Recorded with the
+    fields in `recorded` and the version it was copied from."""
     model = type(source)
     draft = model(
         version=version.strip(),
@@ -71,7 +73,10 @@ def copy_version(
         action=action,
         project=None,
         target=draft,
-        after={"version": draft.version, "name": draft.name, "copied_from": source.version},
+        after={
+            **{field: getattr(draft, field) for field in recorded},
+            "copied_from": source.version,
+        },
     )
     return draft
 

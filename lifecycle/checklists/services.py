@@ -361,6 +361,7 @@ def checklist_template_create_version(
         rows="items",
         action=Action.TEMPLATE_CREATE_VERSION,
         copied=("description",),
+        recorded=("version", "name"),
     )
     return template
 

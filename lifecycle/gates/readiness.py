@@ -81,12 +81,6 @@ class Readiness:
         }
 
     @property
-    def role_rows(self) -> list[tuple[str, bool]]:
-        """(role label, approved) for each role the policy requires."""
-        missing = self.missing_roles
-        return [(Role(r).label, r not in missing) for r in self.required_roles]
-
-    @property
     def failing_criteria(self) -> list[criteria.Verdict]:
         """Required criteria that do not pass (fail or no data)."""
         return [v for v in self.verdicts if v.criterion.required and not v.passed]

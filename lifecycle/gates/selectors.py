@@ -16,7 +16,6 @@ def gates_for_project(project: Project) -> QuerySet[Gate]:
         .annotate(
             item_count=Count("items"),
             settled_count=Count("items", filter=settled),
-            blocking_count=Count("items", filter=Q(items__required=True) & ~settled),
         )
         .order_by("position")
     )

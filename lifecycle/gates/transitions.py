@@ -71,6 +71,7 @@ def gate_move(
     if gate.state not in _FROM[move]:
         raise IllegalMove(f"cannot {move.value} a gate that is {gate.state}")
     now = now or timezone.now()
+    was_approved = gate.state == GateState.APPROVED
     fields: list[str]
     if move is Move.OPEN:
         gate.state, gate.opened_at = GateState.OPEN, now
@@ -100,7 +101,8 @@ def gate_move(
     gate.save(update_fields=fields)
     if move is Move.APPROVE:
         _open_next_phase(gate, now, by)
-    if move is not Move.SUBMIT:
+    # The project's current phase moves only when a gate becomes or stops being approved.
+    if move in (Move.APPROVE, Move.START_CYCLE) or (move is Move.CONTENT_CHANGED and was_approved):
         refresh_current_phase(gate.project_id)
     return gate
 

@@ -289,7 +289,8 @@ METRICS: dict[str, MetricSpec] = {spec.key: spec for spec in _specs()}
 FAIRNESS_METRICS: tuple[str, ...] = ("demographic_parity_difference", "equalized_odds_difference")
 _FAIRNESS = list(FAIRNESS_METRICS)
 
-# Bootstrap resamples: the default, and the most a run may ask for (memory and time grow with it).
+# Bootstrap resamples: the default, and the most an uploaded run may ask for (memory and time
+# grow with it; the `evaluate` command leaves the choice to its user).
 DEFAULT_RESAMPLES = 1000
 MAX_RESAMPLES = 10_000
 _ROUGE = ["rouge1", "rouge2", "rougeL"]

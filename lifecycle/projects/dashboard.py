@@ -64,8 +64,8 @@ def project_rows(projects: list[Project]) -> list[ProjectRow]:
 
 
 def pending_signoffs(user: User) -> list[Gate]:
-    """Gates in review still missing an approval in a role the user holds, which the user has
-    not signed in their current round."""
+    """Gates in review whose sign-off policy requires a role the user holds, which the user
+    has not signed in their current round."""
     held: dict[int, set[str]] = {}
     for project_id, role in Membership.objects.filter(user=user).values_list("project", "role"):
         held.setdefault(project_id, set()).add(role)
@@ -84,7 +84,7 @@ def pending_signoffs(user: User) -> list[Gate]:
     return [
         gate
         for gate in gates
-        if set(readiness[gate.pk].missing_roles) & held[gate.project_id]
+        if set(readiness[gate.pk].required_roles) & held[gate.project_id]
         and (gate.pk, gate.review_round) not in signed
     ]
 

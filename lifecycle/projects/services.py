@@ -3,13 +3,17 @@ gates) and changes to a project's details (which may invalidate signatures)."""
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from audits.models import Action
 from audits.trail import changed, record, snapshot
 from governance.models import Membership, Project, User
-from governance.permissions import require_project_perm, sync_member_permissions
+from governance.permissions import (
+    require_global_perm,
+    require_project_perm,
+    sync_member_permissions,
+)
 from governance.roles import Role
 from lifecycle.checklists.selectors import active_template
 from lifecycle.checklists.services import checklist_instantiate
@@ -43,8 +47,7 @@ def project_create(
     """Register a project: its checklist from the active template, five gates with only
     Planning open, and the creator as owner and project lead."""
 
-    if not actor.is_active or not actor.has_perm("governance.add_project"):
-        raise PermissionDenied("You are not allowed to register projects.")
+    require_global_perm(actor, "governance.add_project", "register projects")
     template = active_template()
     policy = active_signoff_policy()
     project = Project(

@@ -16,12 +16,16 @@ django.setup()
 from django.urls import get_resolver
 get_resolver().url_patterns  # every view, serializer, admin and API module
 from config.celery import app
+print(" ".join(sorted(name for name in app.tasks if not name.startswith("celery."))))
 app.loader.import_default_modules()  # every task module a worker imports
+print(" ".join(sorted(name for name in app.tasks if not name.startswith("celery."))))
 print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
+JOBS = {"lifecycle.run_evaluation", "lifecycle.sweep_evaluation_runs"}
+WORKER = JOBS | {"audits.write_checkpoints", "governance.health_check"}
 
 
-def test_a_process_that_loaded_its_urls_and_tasks_has_not_imported_the_heavy_libraries():
+def _probe() -> list[str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=HEAVY)],
@@ -31,7 +35,18 @@ def test_a_process_that_loaded_its_urls_and_tasks_has_not_imported_the_heavy_lib
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == ""
+    return out.stdout.splitlines()
+
+
+def test_a_process_that_loaded_its_urls_and_tasks_has_not_imported_the_heavy_libraries():
+    assert _probe()[2] == ""
+
+
+def test_a_web_process_knows_the_jobs_it_enqueues_and_a_worker_every_task():
+    # Services enqueue by task name; the embedded default runs the job in the web process.
+    web, worker, _ = _probe()
+    assert set(web.split()) >= JOBS
+    assert set(worker.split()) >= WORKER
 
 
 def test_the_engine_loads_its_libraries_when_it_evaluates():

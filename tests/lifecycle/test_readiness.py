@@ -101,4 +101,4 @@ def test_readiness_of_many_gates_costs_a_fixed_number_of_queries(demo):
     with CaptureQueriesContext(connection) as large:
         gate_readiness(every)
     assert len(large) <= 8
-    assert len(large) == len(small) or len(large) <= 8
+    assert len(large) <= len(small) + 1  # preparers, once someone approved somewhere

@@ -13,7 +13,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from lifecycle.metrics import (
     DEFAULT_RESAMPLES,
-    MAX_RESAMPLES,
     TASK_PRESETS,
     Limits,
     RecordError,
@@ -46,7 +45,7 @@ class Command(BaseCommand):
             "--resamples",
             type=int,
             default=DEFAULT_RESAMPLES,
-            help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}, at most {MAX_RESAMPLES})",
+            help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# Install, migrate, load the demo health system and serve it on the embedded default.
+# Install, write a development .env (once), migrate, load the demo health system and serve it
+# on the embedded default.
 run: install
+	$(BIN)/python -m config.devenv
 	DEBUG=1 $(BIN)/python manage.py migrate --no-input
 	DEBUG=1 $(BIN)/python manage.py load_demo
 	DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)

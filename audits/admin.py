@@ -6,6 +6,7 @@ from django.contrib import admin
 from guardian.shortcuts import get_objects_for_user
 
 from audits.models import AuditEvent
+from governance.admin_base import holds_anywhere
 from governance.models import Project
 
 
@@ -80,7 +81,14 @@ class AuditEventAdmin(admin.ModelAdmin):
         return events.filter(chain__project__in=auditable)
 
     def has_module_permission(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff
+        # Listed only for those who may read some trail: the global permission, or the
+        # project permission on at least one project (the rule of get_queryset).
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and (user.has_perm("audits.view_auditevent") or holds_anywhere(request, "view_audit"))
+        )
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_staff

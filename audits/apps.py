@@ -6,4 +6,5 @@ class AuditsConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audits import signals  # noqa: F401 - connects the login/logout receivers
+        # Registers the checkpoint key checks and connects the login/logout receivers.
+        from audits import checks, signals  # noqa: F401

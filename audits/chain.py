@@ -126,12 +126,13 @@ class Problem:
     sequence: int | None
     event_id: Any
     message: str
+    where: str | None = None  # what is wrong when it is no event of the chain (the triggers)
 
     def __str__(self) -> str:
         where = f"event #{self.sequence}" if self.sequence is not None else "chain"
         if self.event_id is not None:
             where += f" (id {self.event_id})"
-        return f"{self.chain}: {where}: {self.message}"
+        return f"{self.chain}: {self.where or where}: {self.message}"
 
 
 @dataclass
@@ -271,8 +272,10 @@ def rows_from_export(lines: Iterator[str]) -> Iterator[Row]:
         )
 
 
-def verify_export(lines: Iterable[str]) -> tuple[dict, WalkResult]:
-    """Verify an export file offline: the chain, and that it ends where its header says."""
+def verify_export(lines: Iterable[str], *, remember: Iterable[int] = ()) -> tuple[dict, WalkResult]:
+    """Verify an export file offline: the chain, and that it ends where its header says.
+
+    `remember` as for `walk` (the lengths of checkpoints to compare the export with)."""
     iterator = iter(lines)
     try:
         header = json.loads(next(iterator))
@@ -281,7 +284,7 @@ def verify_export(lines: Iterable[str]) -> tuple[dict, WalkResult]:
     if header.get("format") != EXPORT_FORMAT:
         raise ValueError(f"line 1: format is {header.get('format')!r}, not {EXPORT_FORMAT!r}")
     chain = header["chain"]
-    result = walk(chain, rows_from_export(iterator))
+    result = walk(chain, rows_from_export(iterator), remember=remember)
     if result.problem is None and (result.length, result.head) != (
         header["length"],
         header["head"],

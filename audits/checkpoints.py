@@ -1,62 +1,90 @@
 """Signed checkpoints of every chain, kept outside the database.
 
-A checkpoint says "chain C had N events ending in hash H at time T", signed with HMAC-SHA256
-under AUDIT_CHECKPOINT_KEY. They are appended to one file per chain in AUDIT_CHECKPOINT_DIR,
-which should live on storage the database administrators cannot rewrite (another host, a
-WORM bucket, or at least `chattr +a`). A database restored from an old backup, or a chain whose
-tail was cut or rewritten, no longer matches the last checkpoint.
+A checkpoint says "chain C had N events ending in hash H at time T", signed with the Ed25519
+private key AUDIT_CHECKPOINT_SIGNING_KEY (the line format and the checks of every line are in
+`audits.checkpoint_format`, which needs no Django). They are appended to one file per chain in
+AUDIT_CHECKPOINT_DIR, which should live on storage the database administrators cannot rewrite
+(another host, a WORM bucket, or at least `chattr +a`). Each checkpoint is also recorded as an
+`audit.checkpoint` event of the global chain, so verification knows which lines must exist.
+A database restored from an old backup, or a chain whose tail was cut or rewritten, no longer
+matches its checkpoints.
 """
 
-import hashlib
-import hmac
-import itertools
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from audits import chain as hashchain
+from audits.checkpoint_format import (
+    Checkpoint,
+    CheckpointError,
+    InvalidKey,
+    Verifier,
+    derive_private_key,
+    load_private_key,
+    load_public_keys,
+    read_lines,
+    sign,
+)
+
+__all__ = ["Checkpoint", "CheckpointError", "append", "by_chain", "path_for", "read"]
 
 SUFFIX = ".checkpoints.jsonl"
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    chain: str
-    length: int
-    head: str
-    time: str
-    key_id: str
-    signature: str
-
-    def fields(self) -> dict:
-        return {
-            "chain": self.chain,
-            "length": self.length,
-            "head": self.head,
-            "time": self.time,
-            "key_id": self.key_id,
-        }
+def configured_signing_key() -> Ed25519PrivateKey | None:
+    """The explicit signing key, or None when AUDIT_CHECKPOINT_SIGNING_KEY is unset."""
+    text = settings.AUDIT_CHECKPOINT_SIGNING_KEY
+    if not text:
+        return None
+    try:
+        return load_private_key(text)
+    except InvalidKey as exc:
+        raise ImproperlyConfigured(f"AUDIT_CHECKPOINT_SIGNING_KEY: {exc}") from None
 
 
-class CheckpointError(Exception):
-    """A checkpoint file that was altered, or signed with another key."""
+def configured_public_keys() -> list[Ed25519PublicKey]:
+    try:
+        return load_public_keys(settings.AUDIT_CHECKPOINT_PUBLIC_KEY)
+    except InvalidKey as exc:
+        raise ImproperlyConfigured(f"AUDIT_CHECKPOINT_PUBLIC_KEY: {exc}") from None
 
 
-def _key() -> bytes:
-    return settings.AUDIT_CHECKPOINT_KEY.encode()
+def uses_development_key() -> bool:
+    return not (settings.AUDIT_CHECKPOINT_SIGNING_KEY or settings.AUDIT_CHECKPOINT_PUBLIC_KEY)
 
 
-def key_id() -> str:
-    return "hmac-sha256:" + hashlib.sha256(_key()).hexdigest()[:12]
+def signing_key() -> Ed25519PrivateKey:
+    """The key that signs new checkpoints.
+
+    Without any configured key (development), one derived from SECRET_KEY, which `make run`
+    generates per machine; `manage.py check --deploy` refuses that in production.
+    """
+    key = configured_signing_key()
+    if key is not None:
+        return key
+    if not uses_development_key():
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_SIGNING_KEY is not set: this host has only the public key, so it "
+            "can verify checkpoints but not write them."
+        )
+    return derive_private_key(settings.SECRET_KEY)
 
 
-def _sign(fields: dict) -> str:
-    message = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+def verifier() -> Verifier:
+    """The configured public keys (and that of the signing key), and the legacy HMAC key."""
+    keys = configured_public_keys()
+    private = configured_signing_key()
+    if private is None and uses_development_key():
+        private = derive_private_key(settings.SECRET_KEY)
+    if private is not None:
+        keys.append(private.public_key())
+    legacy = settings.AUDIT_CHECKPOINT_KEY
+    return Verifier(public_keys=keys, hmac_key=legacy.encode() if legacy else None)
 
 
 def directory() -> Path:
@@ -68,59 +96,66 @@ def path_for(chain: str) -> Path:
     return directory() / f"{safe}{SUFFIX}"
 
 
-def append(chain: str, length: int, head: str, time: str) -> Checkpoint:
-    """Sign and append one checkpoint; the line is flushed to disk before returning."""
-    fields = {"chain": chain, "length": length, "head": head, "time": time, "key_id": key_id()}
-    checkpoint = Checkpoint(**fields, signature=_sign(fields))
+def signed(chain: str, length: int, head: str, time: str) -> Checkpoint:
+    return sign(signing_key(), chain, length, head, time)
+
+
+def write(checkpoint: Checkpoint) -> None:
+    """Append one checkpoint line; it is flushed to disk before returning."""
     directory().mkdir(parents=True, exist_ok=True)
-    line = json.dumps({**fields, "signature": checkpoint.signature}, sort_keys=True) + "\n"
-    descriptor = os.open(path_for(chain), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    line = checkpoint.as_json() + "\n"
+    descriptor = os.open(path_for(checkpoint.chain), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         os.write(descriptor, line.encode())
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def append(chain: str, length: int, head: str, time: str) -> Checkpoint:
+    """Sign and append one checkpoint (not recorded in the trail: see write_checkpoints)."""
+    checkpoint = signed(chain, length, head, time)
+    write(checkpoint)
     return checkpoint
 
 
-def read(path: Path) -> list[Checkpoint]:
-    """All checkpoints of one file, each signature checked; raises on the first bad line."""
-    checkpoints = []
+def read(path: Path, trusted: Verifier | None = None) -> list[Checkpoint]:
+    """All checkpoints of one file, every line checked; raises on the first bad line."""
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                signature = data.pop("signature")
-                checkpoint = Checkpoint(**data, signature=signature)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise CheckpointError(f"{path}: line {number} is not a checkpoint") from None
-            if not hmac.compare_digest(_sign(checkpoint.fields()), signature):
-                raise CheckpointError(
-                    f"{path}: line {number} has an invalid signature (altered, or signed with "
-                    f"another key than {key_id()})"
-                )
-            checkpoints.append(checkpoint)
-    for earlier, later in itertools.pairwise(checkpoints):
-        if later.length < earlier.length:
+        return read_lines(handle, str(path), trusted or verifier())
+
+
+def by_chain() -> dict[str, list[Checkpoint]]:
+    """Every checkpoint of every chain that has a checkpoint file, oldest first."""
+    found: dict[str, list[Checkpoint]] = {}
+    if not directory().is_dir():
+        return found
+    trusted = verifier()
+    for path in sorted(directory().glob(f"*{SUFFIX}")):
+        checkpoints = read(path, trusted)
+        if not checkpoints:
+            continue
+        chain = checkpoints[0].chain
+        if path.name != path_for(chain).name:
             raise CheckpointError(
-                f"{path}: checkpoint of {later.time} records fewer events ({later.length}) than "
-                f"the one of {earlier.time} ({earlier.length})"
+                f"{path}: holds the checkpoints of {chain}, whose file is {path_for(chain).name}"
+            )
+        found[chain] = checkpoints
+    return found
+
+
+def for_chain(chain: str) -> list[Checkpoint]:
+    """Every checkpoint of one chain (none when it has no file)."""
+    path = path_for(chain)
+    if not path.is_file():
+        return []
+    checkpoints = read(path)
+    for checkpoint in checkpoints:
+        if checkpoint.chain != chain:
+            raise CheckpointError(
+                f"{path}: line {checkpoint.line} is a checkpoint of another chain"
             )
     return checkpoints
-
-
-def latest_by_chain() -> dict[str, Checkpoint]:
-    """The last checkpoint of every chain that has a checkpoint file."""
-    latest: dict[str, Checkpoint] = {}
-    if not directory().is_dir():
-        return latest
-    for path in sorted(directory().glob(f"*{SUFFIX}")):
-        checkpoints = read(path)
-        if checkpoints:
-            latest[checkpoints[-1].chain] = checkpoints[-1]
-    return latest
 
 
 def now_iso() -> str:

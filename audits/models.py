@@ -54,6 +54,7 @@ class Action(models.TextChoices):
     LOGIN = "auth.login", "Logged in"
     LOGOUT = "auth.logout", "Logged out"
     LOGIN_FAILED = "auth.login_failed", "Failed login"
+    LOCKED_OUT = "auth.locked_out", "Locked out after repeated failed authentication"
     SIGNATURE_CREATE = "signature.create", "Gate signed"
     REAUTH_FAILED = "signature.reauth_failed", "Failed re-authentication at signing"
     POLICY_CREATE_VERSION = "signoff_policy.create_version", "Sign-off policy version created"
@@ -68,6 +69,7 @@ class Action(models.TextChoices):
     CRITERION_UPDATE = "gate_criterion.update", "Gate criterion changed"
     CRITERION_DELETE = "gate_criterion.delete", "Gate criterion removed"
     AUDIT_EXPORT = "audit.export", "Audit trail exported"
+    AUDIT_CHECKPOINT = "audit.checkpoint", "Audit chain checkpointed"
 
 
 class ActorType(models.TextChoices):

@@ -13,10 +13,12 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="audits.write_checkpoints")
 def write_audit_checkpoints() -> dict[str, Any]:
-    """Verify all chains and append a signed checkpoint for each that verifies and grew.
+    """Verify all chains and append a signed checkpoint for each that verifies and grew,
+    recorded as an `audit.checkpoint` event of the global chain.
 
     Run by Celery beat (AUDIT_CHECKPOINT_INTERVAL). A chain that fails verification gets no
-    checkpoint and is logged as an error for the on-call administrator.
+    checkpoint; it and any missing append-only trigger are logged as errors for the on-call
+    administrator.
     """
     with system_context("celery:audits.write_checkpoints"):
         report = write_checkpoints()

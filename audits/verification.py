@@ -1,15 +1,19 @@
-"""Verifying the stored chains: every hash and link, the chain heads, and the checkpoints."""
+"""Verifying the stored chains: every hash and link, the chain heads, every checkpoint, the
+checkpoints the global chain says were written, and the append-only triggers."""
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 from audits import chain as hashchain
-from audits import checkpoints
-from audits.chain import Problem
-from audits.models import AuditChain
+from audits import checkpoint_format, checkpoints, triggers
+from audits.chain import GLOBAL_CHAIN, Problem
+from audits.checkpoint_format import Checkpoint, CheckpointError
+from audits.models import Action, AuditChain, AuditEvent
+from audits.trail import record
 
 _COLUMNS = (
     "id, sequence, prev_hash, hash, {at}, actor_type, actor_user_id, actor_token_id, action, "
@@ -52,7 +56,14 @@ def iter_rows(chain: AuditChain, chunk_size: int = 10_000) -> Iterator[hashchain
                     "text",
                 ]
             )
-            yield from copy.rows()
+            try:
+                yield from copy.rows()
+            finally:
+                # A walk stops at the first problem, leaving the COPY half read; psycopg would
+                # then cancel it, which aborts the caller's transaction (the checkpoint task's,
+                # a test's savepoint). Reading the rest leaves the connection usable.
+                while copy.read_row() is not None:
+                    pass
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + _COLUMNS.format(at="recorded_at") + _ORDER, [chain.pk])
@@ -75,13 +86,76 @@ class Report:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A checkpoint as the global chain recorded it when it was written."""
+
+    sequence: int  # of the audit.checkpoint event in the global chain
+    checkpoint: Checkpoint
+    file: str
+
+
+def recorded_checkpoints(chain: AuditChain | None = None) -> dict[str, list[Recorded]]:
+    """The checkpoints recorded in the global chain (of one chain, or all), oldest first.
+
+    The events are read as stored; the walk of the global chain proves they are genuine.
+    """
+    events = AuditEvent.objects.filter(chain__key=GLOBAL_CHAIN, action=Action.AUDIT_CHECKPOINT)
+    if chain is not None:
+        events = events.filter(target_type="audits.auditchain", target_id=str(chain.pk))
+    found: dict[str, list[Recorded]] = {}
+    for sequence, payload in events.order_by("sequence").values_list("sequence", "payload"):
+        try:
+            after = json.loads(payload)["after"]
+            checkpoint = Checkpoint(
+                chain=after["chain"],
+                length=after["length"],
+                head=after["head"],
+                time=after["time"],
+                key_id=after["key_id"],
+                signature=after["signature"],
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # an edited event: the walk of the global chain names it
+        found.setdefault(checkpoint.chain, []).append(Recorded(sequence, checkpoint, after["file"]))
+    return found
+
+
+def _missing(
+    chain: AuditChain, lines: list[Checkpoint], recorded: Iterable[Recorded]
+) -> Problem | None:
+    present = {(c.length, c.head, c.signature) for c in lines}
+    for entry in recorded:
+        written = entry.checkpoint
+        if (written.length, written.head, written.signature) in present:
+            continue
+        path = checkpoints.directory() / entry.file
+        why = "was deleted" if not path.exists() else "no longer holds it (rewritten)"
+        return Problem(
+            chain.key,
+            None,
+            None,
+            f"the checkpoint of {written.time} ({written.length} events, head "
+            f"{written.head[:12]}…, key {written.key_id}), recorded in the global chain at event "
+            f"#{entry.sequence}, is missing: its file {path} {why}",
+        )
+    return None
+
+
 def verify_chain(
-    chain: AuditChain, checkpoint: checkpoints.Checkpoint | None = None
+    chain: AuditChain,
+    lines: list[Checkpoint] | None = None,
+    recorded: list[Recorded] | None = None,
 ) -> tuple[hashchain.WalkResult, Problem | None]:
-    """Walk one chain and compare its end with the chain head and the last checkpoint."""
+    """Walk one chain; compare its end with the chain head, then every checkpoint line of its
+    file, then require every checkpoint the global chain recorded to be in that file."""
+    lines = lines or []
+    recorded = recorded or []
     # The head row is read before the events, so writers may have appended since: the head
     # must be a point on the walked chain, not necessarily its end.
-    remember = [chain.length] + ([checkpoint.length] if checkpoint else [])
+    remember = {chain.length}
+    remember |= checkpoint_format.remembered(lines)
+    remember |= checkpoint_format.remembered(r.checkpoint for r in recorded)
     result = hashchain.walk(chain.key, iter_rows(chain), remember=remember)
     if result.problem:
         return result, result.problem
@@ -95,73 +169,134 @@ def verify_chain(
             f"but the events end at #{result.length} ({result.head[:12]}…): the tail was "
             "deleted or rewritten",
         )
-    if checkpoint is not None:
-        if result.length < checkpoint.length:
-            return result, Problem(
-                chain.key,
-                None,
-                None,
-                f"the checkpoint of {checkpoint.time} recorded {checkpoint.length} events, the "
-                f"chain now has {result.length}: events were removed or an older backup was "
-                "restored",
-            )
-        if result.hashes_at.get(checkpoint.length) != checkpoint.head:
-            return result, Problem(
-                chain.key,
-                checkpoint.length,
-                None,
-                f"differs from the checkpoint of {checkpoint.time}: the chain up to this event "
-                "was rewritten, or a different backup was restored",
-            )
-    return result, None
+    problem = checkpoint_format.compare(chain.key, result, lines)
+    problem = problem or _missing(chain, lines, recorded)
+    problem = problem or checkpoint_format.compare(
+        chain.key, result, [r.checkpoint for r in recorded]
+    )
+    return result, problem
 
 
-def verify(*, project_slug: str | None = None, use_checkpoints: bool = True) -> Report:
-    """Verify every chain (or one project's) against its head and its last checkpoint."""
+def verify_one(chain: AuditChain) -> tuple[hashchain.WalkResult, Problem | None, Checkpoint | None]:
+    """One chain against its head and checkpoints (the timeline page); also its last
+    checkpoint."""
+    try:
+        lines = checkpoints.for_chain(chain.key)
+    except CheckpointError as exc:
+        return hashchain.WalkResult(chain=chain.key), Problem(chain.key, None, None, str(exc)), None
+    recorded = recorded_checkpoints(chain).get(chain.key, [])
+    result, problem = verify_chain(chain, lines, recorded)
+    return result, problem, lines[-1] if lines else None
+
+
+def trigger_problems() -> list[Problem]:
+    return [
+        Problem("database", None, None, message, where="append-only triggers")
+        for message in triggers.missing(connection)
+    ]
+
+
+def verify(
+    *, project_slug: str | None = None, use_checkpoints: bool = True, check_triggers: bool = True
+) -> Report:
+    """Verify every chain (or one project's) against its head and its checkpoints, and that
+    the append-only triggers are in place."""
     report = Report()
+    if check_triggers:
+        report.problems.extend(trigger_problems())
     chains = AuditChain.objects.order_by("key")
     if project_slug is not None:
         chains = chains.filter(project__slug=project_slug)
-    latest: dict[str, checkpoints.Checkpoint] = {}
+    lines: dict[str, list[Checkpoint]] = {}
+    recorded: dict[str, list[Recorded]] = {}
     if use_checkpoints:
         try:
-            latest = checkpoints.latest_by_chain()
-        except checkpoints.CheckpointError as exc:
+            lines = checkpoints.by_chain()
+        except CheckpointError as exc:
             report.problems.append(Problem("checkpoints", None, None, str(exc)))
             return report
+        only = chains.first() if project_slug is not None else None
+        if project_slug is None or only is not None:
+            recorded = recorded_checkpoints(only)
     seen = set()
     for chain in chains:
         seen.add(chain.key)
-        result, problem = verify_chain(chain, latest.get(chain.key))
+        result, problem = verify_chain(chain, lines.get(chain.key), recorded.get(chain.key))
         report.chains += 1
         report.events += result.length
-        report.checkpointed += chain.key in latest
+        report.checkpointed += chain.key in lines
         if problem:
             report.problems.append(problem)
     if project_slug is None:
-        for key in sorted(set(latest) - seen):
+        for key in sorted(set(lines) - seen):
             report.problems.append(
                 Problem(key, None, None, "has checkpoints but is missing from the database")
+            )
+        for key in sorted(set(recorded) - seen - set(lines)):
+            report.problems.append(
+                Problem(
+                    key, None, None, "has recorded checkpoints but is missing from the database"
+                )
             )
     return report
 
 
-def write_checkpoints() -> Report:
-    """Verify every chain and, for each one that verifies, append a signed checkpoint.
+def _only_checkpoints_since(chain: AuditChain, length: int) -> bool:
+    return not (
+        AuditEvent.objects.filter(chain=chain, sequence__gt=length)
+        .exclude(action=Action.AUDIT_CHECKPOINT)
+        .exists()
+    )
 
-    A chain that fails gets no new checkpoint: the last good one stays the reference.
+
+def write_checkpoints() -> Report:
+    """Verify every chain and, for each one that verifies and grew, append a signed checkpoint
+    and record it as an `audit.checkpoint` event of the global chain.
+
+    A chain that fails gets no new checkpoint: the last good one stays the reference. Missing
+    append-only triggers are reported, but do not stop the checkpoints of chains that verify.
+    The event is written in the same transaction as the line, before it: a line whose event
+    did not commit is harmless (it is still signed), an event without its line is tampering.
     """
-    report = Report()
-    latest = checkpoints.latest_by_chain()
+    report = Report(problems=trigger_problems())
+    try:
+        lines = checkpoints.by_chain()
+    except CheckpointError as exc:
+        report.problems.append(Problem("checkpoints", None, None, str(exc)))
+        return report
+    recorded = recorded_checkpoints()
     for chain in AuditChain.objects.order_by("key"):
-        result, problem = verify_chain(chain, latest.get(chain.key))
+        result, problem = verify_chain(chain, lines.get(chain.key), recorded.get(chain.key))
         report.chains += 1
         report.events += result.length
         if problem:
             report.problems.append(problem)
             continue
-        previous = latest.get(chain.key)
-        if previous is None or (previous.length, previous.head) != (result.length, result.head):
-            checkpoints.append(chain.key, result.length, result.head, checkpoints.now_iso())
-            report.checkpointed += 1
+        previous = lines[chain.key][-1] if lines.get(chain.key) else None
+        # A chain whose last checkpoint is a legacy HMAC line gets an Ed25519 one, recorded in
+        # the global chain, even if it did not grow: from then on its file must exist.
+        if previous is not None and not previous.is_legacy:
+            if (previous.length, previous.head) == (result.length, result.head):
+                continue
+            # Recording checkpoints grows the global chain: that alone is no reason for another.
+            if chain.key == GLOBAL_CHAIN and _only_checkpoints_since(chain, previous.length):
+                continue
+        checkpoint = checkpoints.signed(
+            chain.key, result.length, result.head, checkpoints.now_iso()
+        )
+        with transaction.atomic():
+            record(
+                actor=None,
+                action=Action.AUDIT_CHECKPOINT,
+                project=None,
+                target=chain,
+                target_type="audits.auditchain",
+                after={
+                    **checkpoint.fields(),
+                    "signature": checkpoint.signature,
+                    "file": checkpoints.path_for(chain.key).name,
+                },
+            )
+            checkpoints.write(checkpoint)
+        report.checkpointed += 1
     return report

@@ -7,10 +7,9 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from audits import checkpoints
 from audits.models import Action, AuditChain
 from audits.selectors import audit_timeline
-from audits.verification import verify_chain
+from audits.verification import verify_one
 from governance.models import Project, User
 from governance.permissions import project_access
 from governance.selectors import memberships_of_project, project_get_for_user
@@ -52,8 +51,7 @@ def timeline(request: HttpRequest, slug: str) -> HttpResponse:
     )
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     chain = AuditChain.objects.filter(project=project).first()
-    latest = checkpoints.latest_by_chain().get(chain.key) if chain else None
-    result, problem = verify_chain(chain, latest) if chain else (None, None)
+    result, problem, latest = verify_one(chain) if chain else (None, None, None)
     query = request.GET.copy()
     query.pop("page", None)
     return render(

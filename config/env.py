@@ -6,8 +6,10 @@ a message naming the variable, instead of being silently ignored.
 """
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import dotenv_values
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -16,6 +18,21 @@ _FALSE = {"0", "false", "no", "off"}
 def _raw(name: str) -> str | None:
     value = os.environ.get(name)
     return None if value is None or value.strip() == "" else value
+
+
+def load_env_file(path: Path) -> None:
+    """Fill in, from a local `.env` file, the variables the environment leaves unset.
+
+    `make run` writes one with development settings so that every command the README shows works
+    as printed. The environment always wins, and the test suite (pytest sets PYTEST_VERSION, also
+    for the processes it starts) never reads the file: tests must not depend on a developer's
+    machine.
+    """
+    if os.environ.get("PYTEST_VERSION") or not path.is_file():
+        return
+    for name, value in dotenv_values(path).items():
+        if value is not None and _raw(name) is None:
+            os.environ[name] = value
 
 
 def env_str(name: str, default: str = "") -> str:

@@ -5,21 +5,26 @@ variables (see `.env.example`). Unset variables fall back to the embedded defaul
 the project directory and Celery tasks executed in-process.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_str, load_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A local .env (written by `make run`, see config/devenv.py) fills in what the environment lacks.
+load_env_file(Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env"))
 
 DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "insecure-development-key-only-for-the-embedded-default"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Set SECRET_KEY (production) or DEBUG=1 (development)."
+        "SECRET_KEY is not set. Set SECRET_KEY (production), or run `make run` once: it "
+        "writes a local .env with development settings."
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -34,6 +39,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -46,7 +52,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads the database: NUL in input is a 400; then no-store when signed in.
+    "config.hardening.RefuseNulMiddleware",
+    "config.hardening.PrivateCacheMiddleware",
     "audits.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -56,6 +66,8 @@ MIDDLEWARE = [
     "config.middleware.IdleTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by the lockout into the locked-out page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -71,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.admin_site.administration",
             ],
         },
     },
@@ -94,6 +107,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "governance.User"
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: a locked-out login checks no password
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -194,8 +208,13 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Audit trail: signed checkpoints go to a directory outside the database (ideally another
-# host or append-only storage); the HMAC key should not be readable by database administrators.
+# host or append-only storage), signed with an Ed25519 private key that database administrators
+# cannot read (`manage.py audit_keygen`; base64, PEM or a file path); verifying needs only the
+# public key. Unset, a development key is derived from SECRET_KEY and `check --deploy` fails.
 AUDIT_CHECKPOINT_DIR = Path(env_str("AUDIT_CHECKPOINT_DIR", str(BASE_DIR / "audit-checkpoints")))
+AUDIT_CHECKPOINT_SIGNING_KEY = env_str("AUDIT_CHECKPOINT_SIGNING_KEY", "")
+AUDIT_CHECKPOINT_PUBLIC_KEY = env_str("AUDIT_CHECKPOINT_PUBLIC_KEY", "")
+# Legacy: the HMAC key of checkpoint lines written before Ed25519 (only verified, never written).
 AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "checkpoints:" + SECRET_KEY)
 AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 3600, minimum=60)
 # Evaluations: upload limits, subgroup minimum, and how long a running job may go without a
@@ -219,17 +238,68 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": EVALUATION_SWEEP_INTERVAL,
     },
 }
-# Signing: repeated failed re-authentication locks the account out of signing for a while.
-SIGNING_LOCKOUT_THRESHOLD = env_int("SIGNING_LOCKOUT_THRESHOLD", 5, minimum=1)
-SIGNING_LOCKOUT_WINDOW = env_int("SIGNING_LOCKOUT_WINDOW", 900, minimum=60)
-SIGNING_LOCKOUT_COOLOFF = env_int("SIGNING_LOCKOUT_COOLOFF", 900, minimum=60)
+# Authentication lockout (django-axes, governance/lockout.py): this many failed passwords for
+# one account, or from one address, lock it for the cool-off (seconds) at the login page, the
+# admin login and signing alike. SIGNING_LOCKOUT_* are the names of earlier releases, still read.
+LOGIN_LOCKOUT_THRESHOLD = env_int(
+    "LOGIN_LOCKOUT_THRESHOLD", env_int("SIGNING_LOCKOUT_THRESHOLD", 5, minimum=1), minimum=1
+)
+LOGIN_LOCKOUT_COOLOFF = env_int(
+    "LOGIN_LOCKOUT_COOLOFF", env_int("SIGNING_LOCKOUT_COOLOFF", 900, minimum=60), minimum=60
+)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = "governance.lockout.failure_limit"
+AXES_COOLOFF_TIME = "governance.lockout.cool_off"
+AXES_LOCKOUT_PARAMETERS = "governance.lockout.lockout_parameters"  # account, address: each alone
+AXES_CLIENT_IP_CALLABLE = "audits.middleware.client_ip"  # the audit trail's proxy rule
+AXES_LOCKOUT_CALLABLE = "governance.lockout.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt during a lock is not counted again: the lock ends one cool-off after it began.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # logins are in the audit trail
+AXES_ENABLE_ADMIN = False  # unlocking is `manage.py axes_reset_username` (docs/permissions.md)
+AXES_VERBOSE = False
 
 # How many reverse proxies of ours add to X-Forwarded-For (0: use REMOTE_ADDR only).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
+# Content-Security-Policy (django-csp) on every response: script, style, images and fonts from
+# this site only; no inline script or style, no eval, no plugins, no framing, forms post here.
+# A view that needs more says so with csp.decorators; the global policy is never widened.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
 # Security: strict in production (DEBUG off), relaxed only where the dev server needs it.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS behind a TLS-terminating reverse proxy: the header our proxy sets to "https" (e.g.
+# X-Forwarded-Proto). Unset, no such header is trusted: any client could send one to skip the
+# HTTPS redirect, so only set it when a proxy always overwrites that header.
+_PROXY_SSL_HEADER = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER and not (
+    _PROXY_SSL_HEADER.isascii() and _PROXY_SSL_HEADER.replace("-", "").isalnum()
+):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be a header name such as X-Forwarded-Proto; "
+        f"got {_PROXY_SSL_HEADER!r}"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
+# The OpenAPI schema (/api/schema/) and its documentation (/api/docs/) need a login (an API
+# token or the browser session) unless this opens them to anyone.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", False)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
@@ -248,4 +318,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes narrates every login at INFO; its warnings (failures, lockouts) are enough.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

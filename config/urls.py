@@ -1,13 +1,46 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 
 from audits import views as audits_views
 from config import views as site_views
 from governance import views
 from lifecycle import views as lifecycle_views
 from lifecycle.projects import views as project_views
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, for an API token or a signed-in browser unless API_DOCS_PUBLIC."""
+
+    def get_permissions(self) -> list[BasePermission]:
+        # Read per request, so that the setting can change without reloading the URLs.
+        return [AllowAny() if settings.API_DOCS_PUBLIC else IsAuthenticated()]
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        response = super().handle_exception(exc)
+        # A refusal is in the API's JSON error body, whatever schema format was asked for.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+# The split view serves its start-up script as a file: no inline script for the CSP to allow.
+_swagger = SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+
+
+def api_docs(request: HttpRequest) -> HttpResponse:
+    """The Swagger UI page: the login page first for an anonymous browser, unless
+    API_DOCS_PUBLIC."""
+    if not (settings.API_DOCS_PUBLIC or request.user.is_authenticated):
+        return redirect_to_login(request.get_full_path())
+    return _swagger(request)
+
 
 # Uploaded evidence is never served from MEDIA_URL: only through the permission-checked view.
 P = "projects/<slug:slug>/"
@@ -47,6 +80,6 @@ urlpatterns = [
     path("healthz/", site_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", api_docs, name="api-docs"),
 ]

@@ -14,6 +14,8 @@ from governance import services
 from governance.admin_base import (
     ServiceForm,
     ServiceModelAdmin,
+    holds_anywhere,
+    projects_where,
 )
 from governance.models import ApiToken, Membership, User
 from governance.permissions import has_project_perm
@@ -28,6 +30,12 @@ admin.site.unregister(TOTPDevice)
 @admin.register(TOTPDevice)
 class AuditedTOTPDeviceAdmin(TOTPDeviceAdmin):
     """django-otp's device admin (with its QR code), writing through the audited services."""
+
+    def has_add_permission(self, request) -> bool:
+        # otp_device_save asks for the change permission, for a new device too.
+        return super().has_add_permission(request) and request.user.has_perm(
+            "otp_totp.change_totpdevice"
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         services.otp_device_save(actor=request.user, device=obj)
@@ -172,13 +180,13 @@ class MembershipAdmin(ServiceModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "project":
-            kwargs["queryset"] = projects_for_user(request.user)
+            kwargs["queryset"] = projects_where(request.user, "manage_members")
         if db_field.name == "user":
             kwargs["queryset"] = User.objects.filter(is_active=True).order_by("username")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
+        return holds_anywhere(request, "manage_members")
 
     def has_change_permission(self, request, obj=None) -> bool:
         # A role is added or removed, never edited in place.
@@ -186,7 +194,7 @@ class MembershipAdmin(ServiceModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return request.user.is_staff
+            return holds_anywhere(request, "manage_members")
         return has_project_perm(request.user, "manage_members", obj.project)
 
     def delete_model(self, request, obj) -> None:
@@ -248,8 +256,18 @@ class ApiTokenAdmin(ServiceModelAdmin):
             kwargs["queryset"] = projects_for_user(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
+    def has_module_permission(self, request) -> bool:
+        # Listed for those who administer tokens; everyone manages their own on the Account page.
+        user = request.user
+        return (
+            user.is_active
+            and user.is_staff
+            and any(user.has_perm(f"governance.{verb}_apitoken") for verb in ("view", "change"))
+        )
+
     def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
+        # api_token_create lets every active user create a token of their own.
+        return request.user.is_active and request.user.is_staff
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

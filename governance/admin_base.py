@@ -5,6 +5,7 @@ transaction), so a refused change is shown next to the field instead of as a ser
 the admin's `save_model` has nothing left to do.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -14,9 +15,44 @@ from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from guardian.shortcuts import get_objects_for_user
 
-from governance.models import User
+from governance.models import Project, User
 from governance.selectors import projects_for_user
+
+
+def projects_where(user: User, codename: str) -> QuerySet[Project]:
+    """The projects on which `user` holds the project permission `codename` (through a role,
+    like `governance.permissions.has_project_perm`; superusers hold every one)."""
+    if not user.is_active:
+        return Project.objects.none()
+    return get_objects_for_user(
+        user, f"governance.{codename}", klass=Project, accept_global_perms=False
+    )
+
+
+def holds_anywhere(request: HttpRequest, codename: str) -> bool:
+    """Whether the admin user may do what `codename` allows on at least one project: what the
+    admin asks before offering Add, Change or an action on a list (the service then checks
+    the project of the row). Asked several times per page, so answered once per request."""
+    return _once_per_request(
+        request, codename, lambda user: projects_where(user, codename).exists()
+    )
+
+
+def sees_any_project(request: HttpRequest) -> bool:
+    """Whether the admin user may see at least one project (and so rows in the admin)."""
+    return _once_per_request(
+        request, "visible project", lambda user: projects_for_user(user).exists()
+    )
+
+
+def _once_per_request(request: HttpRequest, key: str, ask: Callable[[User], bool]) -> bool:
+    answers: dict[str, bool] = request.__dict__.setdefault("_admin_project_answers", {})
+    if key not in answers:
+        user = request.user
+        answers[key] = bool(user.is_active and user.is_staff and ask(user))
+    return answers[key]
 
 
 class ServiceForm(forms.ModelForm):
@@ -83,11 +119,21 @@ class ServiceModelAdmin(admin.ModelAdmin):
         return super().get_queryset(request).filter(**{f"{self.project_path}__in": visible})
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_staff
+        # Listed on the admin index (and the site's "Administration" link shown) only for those
+        # with something here: rows of a project they may see, or rows they may add.
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and (sees_any_project(request) or self.has_add_permission(request))
+        )
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Rows are already restricted by get_queryset; outsiders never reach an object.
         return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -197,6 +243,7 @@ class VersionedRulesAdmin(admin.ModelAdmin):
     existing one, and one version is active for new projects. Subclasses name the services."""
 
     change_permission = ""  # "app.codename"
+    create_permission = ""  # "app.codename" the service requires to start a new version
     actions = ["new_version", "activate"]
 
     def create_version(self, actor: User, source: Model, version: str) -> Model:
@@ -218,7 +265,13 @@ class VersionedRulesAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.has_perm(self.change_permission)
+        return request.user.is_active and request.user.has_perm(self.change_permission)
+
+    def has_new_version_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.has_perm(self.create_permission)
+
+    def has_activate_permission(self, request: HttpRequest) -> bool:
+        return self.has_change_permission(request)
 
     def save_model(self, request, obj, form, change) -> None:
         return None  # the version's own fields are read-only; only its rows change
@@ -238,7 +291,10 @@ class VersionedRulesAdmin(admin.ModelAdmin):
             return None
         return queryset.get()
 
-    @admin.action(description="Create a new version from the selected %(verbose_name)s")
+    @admin.action(
+        description="Create a new version from the selected %(verbose_name)s",
+        permissions=["new_version"],
+    )
     def new_version(self, request: HttpRequest, queryset: QuerySet):
         source = self._selected_one(request, queryset)
         if source is None:
@@ -261,7 +317,10 @@ class VersionedRulesAdmin(admin.ModelAdmin):
             apply=apply,
         )
 
-    @admin.action(description="Activate the selected %(verbose_name)s for new projects")
+    @admin.action(
+        description="Activate the selected %(verbose_name)s for new projects",
+        permissions=["activate"],
+    )
     def activate(self, request: HttpRequest, queryset: QuerySet) -> None:
         obj = self._selected_one(request, queryset)
         if obj is None:

@@ -12,10 +12,11 @@ from governance.admin_base import (
     UniqueInlineFormSet,
     VersionedRulesAdmin,
     action_with_text,
+    holds_anywhere,
+    projects_where,
 )
 from governance.models import Project, User
 from governance.permissions import has_project_perm
-from governance.selectors import projects_for_user
 from lifecycle import versioning
 from lifecycle.checklists import services as checklist_services
 from lifecycle.checklists.models import (
@@ -47,7 +48,8 @@ class ChecklistItemForm(ServiceForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        # A read-only view (no change permission) renders no fields at all.
+        if self.instance.pk and "assignee" in self.fields:
             self.fields["assignee"].queryset = User.objects.filter(
                 memberships__project=self.instance.project_id
             ).distinct()
@@ -123,7 +125,7 @@ class ChecklistItemAdmin(ServiceModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return request.user.is_staff
+            return holds_anywhere(request, "edit_checklist")
         return can_edit_item(request.user, obj)
 
 
@@ -153,12 +155,25 @@ class EvidenceForm(ServiceForm):
 
 
 class ItemChoiceAdmin(ServiceModelAdmin):
-    """Offers only checklist items of projects the user may see."""
+    """Rows added to a checklist item: offered only to those holding `add_codename` on some
+    project, with only the items of those projects to choose from."""
+
+    add_codename = ""
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "item":
-            kwargs["queryset"] = checklist_items_for_user(request.user).select_related("project")
+            kwargs["queryset"] = (
+                checklist_items_for_user(request.user)
+                .filter(project__in=projects_where(request.user, self.add_codename))
+                .select_related("project")
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request) -> bool:
+        return holds_anywhere(request, self.add_codename)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Evidence)
@@ -170,18 +185,19 @@ class EvidenceAdmin(ItemChoiceAdmin):
     list_select_related = ["item", "added_by"]
     search_fields = ["title", "original_name", "sha256", "url", "note"]
     actions = ["withdraw"]
+    add_codename = "add_evidence"
 
     @admin.display(boolean=True)
     def active(self, obj: Evidence) -> bool:
         return obj.is_active
 
-    def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
+    def has_withdraw_permission(self, request) -> bool:
+        # evidence_withdraw needs add_evidence on the project (and its own rule per row).
+        return holds_anywhere(request, "add_evidence")
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.action(description="Withdraw selected evidence (asks for a reason)")
+    @admin.action(
+        description="Withdraw selected evidence (asks for a reason)", permissions=["withdraw"]
+    )
     def withdraw(self, request, queryset):
         def apply(reason: str) -> None:
             self.run_action(
@@ -213,12 +229,7 @@ class CommentAdmin(ItemChoiceAdmin):
     list_display = ["item", "author", "created_at", "body"]
     list_select_related = ["item", "author"]
     list_filter = [("item__project", admin.RelatedOnlyFieldListFilter)]
-
-    def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    add_codename = "comment"
 
 
 @admin.register(Gate)
@@ -249,11 +260,20 @@ class GateAdmin(ServiceModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Submit selected gates for review")
+    def has_submit_permission(self, request) -> bool:
+        return holds_anywhere(request, "submit_gate")
+
+    def has_start_review_cycle_permission(self, request) -> bool:
+        return holds_anywhere(request, "start_review")
+
+    @admin.action(description="Submit selected gates for review", permissions=["submit"])
     def submit(self, request, queryset):
         self.run_action(request, queryset, gate_services.gate_submit, "Submitted")
 
-    @admin.action(description="Start the next periodic review (monitoring gate)")
+    @admin.action(
+        description="Start the next periodic review (monitoring gate)",
+        permissions=["start_review_cycle"],
+    )
     def start_review_cycle(self, request, queryset):
         self.run_action(request, queryset, gate_services.gate_start_review_cycle, "Reopened")
 
@@ -273,13 +293,11 @@ class VersionAdmin(ServiceModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "project":
-            from governance.selectors import projects_for_user
-
-            kwargs["queryset"] = projects_for_user(request.user)
+            kwargs["queryset"] = projects_where(request.user, "manage_versions")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
+        return holds_anywhere(request, "manage_versions")
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Versions are what evaluations point at: registered once, never edited.
@@ -336,6 +354,7 @@ class ChecklistTemplateAdmin(VersionedRulesAdmin):
     """Templates are global (not per project); a new version starts as a copy."""
 
     change_permission = "lifecycle.change_checklisttemplate"
+    create_permission = "lifecycle.add_checklisttemplate"
     list_display = ["version", "name", "is_active", "item_count", "created_at", "created_by"]
     readonly_fields = ["version", "name", "description", "is_active", "created_at", "created_by"]
     inlines = [TemplateItemInline]
@@ -474,8 +493,11 @@ class EvaluationRunAdmin(ServiceModelAdmin):
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
 
+    def has_add_permission(self, request) -> bool:
+        return holds_anywhere(request, "upload_evaluation")
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        visible = projects_for_user(request.user)
+        visible = projects_where(request.user, "upload_evaluation")
         if db_field.name == "gate":
             kwargs["queryset"] = Gate.objects.filter(project__in=visible).select_related("project")
         if db_field.name == "model_version":
@@ -483,9 +505,6 @@ class EvaluationRunAdmin(ServiceModelAdmin):
         if db_field.name == "dataset_version":
             kwargs["queryset"] = DatasetVersion.objects.filter(project__in=visible)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -529,22 +548,20 @@ class GateCriterionAdmin(ServiceModelAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "gate":
             kwargs["queryset"] = Gate.objects.filter(
-                project__in=projects_for_user(request.user)
+                project__in=projects_where(request.user, "set_criteria")
             ).select_related("project")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.is_staff
+        return holds_anywhere(request, "set_criteria")
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return request.user.is_staff
+            return holds_anywhere(request, "set_criteria")
         return has_project_perm(request.user, "set_criteria", obj.gate.project)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        if obj is None:
-            return request.user.is_staff
-        return has_project_perm(request.user, "set_criteria", obj.gate.project)
+        return self.has_change_permission(request, obj)
 
     def delete_model(self, request, obj) -> None:
         gate_services.gate_criterion_delete(actor=request.user, criterion=obj)
@@ -627,11 +644,11 @@ class ProjectAdmin(ServiceModelAdmin):
         return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
 
     def has_add_permission(self, request) -> bool:
-        return request.user.has_perm("governance.add_project")
+        return request.user.is_active and request.user.has_perm("governance.add_project")
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is None:
-            return request.user.is_staff
+            return holds_anywhere(request, "change_project")
         return has_project_perm(request.user, "change_project", obj)
 
 
@@ -701,6 +718,7 @@ class SignOffPolicyAdmin(VersionedRulesAdmin):
     to a new version, edit the draft, then activate it for new projects."""
 
     change_permission = "governance.change_signoffpolicy"
+    create_permission = "governance.change_signoffpolicy"
     list_display = ["version", "name", "is_active", "created_at", "created_by"]
     readonly_fields = ["version", "name", "is_active", "created_at", "created_by"]
     inlines = [SignOffRequirementInline]

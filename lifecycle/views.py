@@ -18,6 +18,7 @@ from governance.models import Project, User
 from governance.permissions import Access, project_access
 from governance.roles import Role
 from governance.selectors import memberships_of_project, project_get_for_user
+from lifecycle.checklists import downloads
 from lifecycle.checklists import selectors as checklist_selectors
 from lifecycle.checklists import services as checklist_services
 from lifecycle.checklists.models import ChecklistItem, Evidence
@@ -340,11 +341,8 @@ def evidence_download(request: HttpRequest, pk: int) -> FileResponse:
     except Evidence.DoesNotExist:
         raise Http404("No such evidence.") from None
     checklist_services.evidence_record_download(actor=request.user, evidence=evidence)
-    response = FileResponse(
-        evidence.file.open("rb"), as_attachment=True, filename=evidence.original_name
-    )
-    response["X-Content-SHA256"] = evidence.sha256
-    return response
+    # Never trusted to render: see lifecycle.checklists.downloads.
+    return downloads.evidence_file_response(evidence)
 
 
 # --- Gate actions ---------------------------------------------------------------------------

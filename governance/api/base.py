@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from audits.context import token_context
+from governance.lockout import LockedOut
 from governance.models import ApiToken, IdempotentRequest, Project
 from governance.selectors import projects_for_user
 
@@ -57,7 +58,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """One error body everywhere: {"error": {"status", "code", "message", "fields"?, ...}}.
 
     Services raise Django's ValidationError and PermissionDenied; they map to 400 and 403 with
-    the services' own messages. A refused evaluation file adds its line and field.
+    the services' own messages (429 for a lockout after repeated failed passwords). A refused
+    evaluation file adds its line and field.
     """
     if isinstance(exc, DjangoValidationError):
         fields: dict[str, list[str]] = {}
@@ -74,6 +76,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         code = "invalid_records" if extra else "invalid"
         body = _error(400, code, message, **({"fields": fields} if fields else {}), **extra)
         return Response(body, status=400)
+    if isinstance(exc, LockedOut):
+        # Too many failed passwords (signing re-authenticates): the login lockout's 429.
+        body = _error(429, "locked_out", str(exc), retry_after=exc.retry_after)
+        return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, DjangoPermissionDenied):
         return Response(_error(403, "permission_denied", str(exc) or "Not allowed."), status=403)
     if isinstance(exc, Http404):

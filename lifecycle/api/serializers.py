@@ -395,9 +395,20 @@ class EvaluationRunOut(serializers.ModelSerializer):
 
 class EvaluationRunDetailOut(EvaluationRunOut):
     results = ResultOut(many=True)
+    stall_notice = serializers.CharField(
+        read_only=True,
+        help_text="Empty, or why the run is late: no worker took it up, or its worker went "
+        "silent (the same sentence as the run page).",
+    )
 
     class Meta(EvaluationRunOut.Meta):
-        fields = [*EvaluationRunOut.Meta.fields, "warnings", "provenance", "results"]
+        fields = [
+            *EvaluationRunOut.Meta.fields,
+            "stall_notice",
+            "warnings",
+            "provenance",
+            "results",
+        ]
 
 
 class EvaluationRunIn(serializers.Serializer):

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,6 +16,7 @@ from governance.api.base import ApiView, IdempotentCreate
 from governance.models import Project, User
 from lifecycle.api import serializers as s
 from lifecycle.api.filters import ChecklistItemFilter, EvaluationRunFilter
+from lifecycle.checklists import downloads
 from lifecycle.checklists import services as checklist_services
 from lifecycle.checklists.models import ChecklistItem, Comment, Evidence
 from lifecycle.evaluations import services as evaluation_services
@@ -225,9 +226,13 @@ class EvidenceObject(ProjectChild):
 class EvidenceDownload(EvidenceObject):
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                description="The file, as an attachment; its SHA-256 in `X-Content-SHA256`."
+            (200, content_type): OpenApiResponse(
+                response=OpenApiTypes.BINARY,
+                description="The file, as an attachment; its SHA-256 in `X-Content-SHA256`. "
+                "Typed by its name when that is PDF, PNG, JPEG, plain text or CSV, otherwise "
+                "application/octet-stream.",
             )
+            for content_type in sorted({*downloads.SAFE_TYPES, downloads.OPAQUE_TYPE})
         }
     )
     def get(self, request, slug, pk):
@@ -235,16 +240,8 @@ class EvidenceDownload(EvidenceObject):
         if evidence.kind != Evidence.Kind.FILE:
             raise Http404
         checklist_services.evidence_record_download(actor=request.user, evidence=evidence)
-        # Always an opaque attachment: the uploaded content type (in the evidence's
-        # `content_type`) came from the uploader and is not trusted to render.
-        response = FileResponse(
-            evidence.file.open("rb"),
-            as_attachment=True,
-            filename=evidence.original_name,
-            content_type="application/octet-stream",
-        )
-        response["X-Content-SHA256"] = evidence.sha256
-        return response
+        # Never trusted to render: see lifecycle.checklists.downloads.
+        return downloads.evidence_file_response(evidence)
 
 
 class EvidenceWithdraw(EvidenceObject):
@@ -506,9 +503,12 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
         "Poll the run's URL. Send an `Idempotency-Key` header to make retries safe.",
     )
     def post(self, request, slug):
+        # The file is read and checked before IdempotentCreate opens its transaction: on
+        # SQLite a transaction holds the whole database's write lock.
+        self.checked = self._checked_upload(request)
         return super().post(request, slug)
 
-    def create(self, request, slug):
+    def _checked_upload(self, request) -> evaluation_services.EvaluationUpload:
         data = s.EvaluationRunIn(data=request.data)
         data.is_valid(raise_exception=True)
         values, project = data.validated_data, self.project()
@@ -526,8 +526,8 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
         }
         if missing:
             raise ValidationError(missing)
-        run = evaluation_services.evaluation_run_start(
-            actor=request.user,
+        return evaluation_services.evaluation_upload_check(
+            user=request.user,
             gate=gate,
             model_version=model,
             dataset_version=dataset,
@@ -536,6 +536,17 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
             metrics=[m.strip() for m in values["metrics"].split(",") if m.strip()],
             seed=values["seed"],
             resamples=values["resamples"],
+        )
+
+    def create(self, request, slug):
+        checked = self.checked
+        run = evaluation_services.evaluation_run_start(
+            actor=request.user,
+            gate=checked.gate,
+            model_version=checked.model_version,
+            dataset_version=checked.dataset_version,
+            upload=checked.upload,
+            checked=checked,
         )
         body = s.EvaluationRunOut(run, context={"request": request}).data
         return Response(

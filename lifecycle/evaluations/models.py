@@ -2,9 +2,12 @@
 their results (one row per number)."""
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from governance.querysets import RestrictedQuerySet
 from lifecycle.checklists.models import sha256_validator
@@ -105,6 +108,11 @@ def evaluation_upload_to(run: "EvaluationRun", filename: str) -> str:
     return f"evaluations/{run.project_id}/{uuid.uuid4().hex}/{filename}"
 
 
+def _duration(start: datetime, end: datetime) -> str:
+    """Like "12 minutes" or "1 hour, 5 minutes": timesince, with plain spaces for the API."""
+    return timesince(start, end).replace("\xa0", " ")
+
+
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -184,6 +192,29 @@ class EvaluationRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def stall_notice(self) -> str:
+        """What to tell the user when the run has waited longer than EVALUATION_STALE_AFTER
+        (no worker took it up, or its worker went silent); empty otherwise. The run page and
+        the API both show it."""
+        now = timezone.now()
+        stale_after = timedelta(seconds=settings.EVALUATION_STALE_AFTER)
+        if self.status == RunStatus.QUEUED:
+            # Queued since upload, or since a worker last gave it back to retry.
+            since = max(self.created_at, self.heartbeat_at or self.created_at)
+            if now - since >= stale_after:
+                return (
+                    f"No worker has picked this run up for {_duration(since, now)}. The "
+                    "evaluation service may be down: tell your administrator."
+                )
+        beat = self.heartbeat_at
+        if self.status == RunStatus.RUNNING and beat is not None and now - beat >= stale_after:
+            return (
+                f"The worker stopped reporting progress {_duration(beat, now)} ago; it will "
+                "be retried automatically."
+            )
+        return ""
 
 
 class ResultScope(models.TextChoices):

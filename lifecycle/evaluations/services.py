@@ -7,6 +7,7 @@ results changes what gate signatures cover, so it goes through `signoffs`.
 
 import datetime
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
@@ -126,10 +127,34 @@ def dataset_version_create(
     return version
 
 
-@transaction.atomic
-def evaluation_run_start(
+@dataclass(frozen=True)
+class EvaluationUpload:
+    """An evaluation upload that passed every check needing no lock (`evaluation_upload_check`),
+    with the file's clean name, size and SHA-256 and the task resolved."""
+
+    gate: Gate
+    model_version: ModelVersion
+    dataset_version: DatasetVersion
+    upload: UploadedFile
+    name: str
+    size: int
+    sha256: str
+    task: str
+    metrics: list[str]
+    seed: int
+    resamples: int
+
+
+def _refuse_locked(gate: Gate) -> None:
+    if gate.state == Gate.State.LOCKED:
+        raise ValidationError(
+            {"gate": f"The {gate.phase_enum.label} gate is locked: evaluate an open phase."}
+        )
+
+
+def evaluation_upload_check(
     *,
-    actor: User,
+    user: User,
     gate: Gate,
     model_version: ModelVersion,
     dataset_version: DatasetVersion,
@@ -139,20 +164,20 @@ def evaluation_run_start(
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
     check_records: bool = True,
-) -> EvaluationRun:
-    """Store an evaluation file for a gate and queue the job that scores it (after commit).
+) -> EvaluationUpload:
+    """Check that `user` may upload this evaluation and that it is sound, writing and recording
+    nothing: permission, versions, task, metrics, resamples, size, and with `check_records` the
+    whole file against the record contract (a file that breaks it is refused with its
+    line-precise message).
 
-    With `check_records` the whole file is validated against the record contract first and a
-    file that breaks it is refused with its line-precise message, storing nothing. The job
-    validates again in any case: a run whose file fails there is marked failed, no results.
+    Reading a large file takes seconds, and on SQLite any transaction holds the whole database's
+    write lock, so this runs outside every transaction: `evaluation_run_start` calls it first,
+    and a caller that must open its own transaction around the start calls it before that and
+    passes the result on.
     """
-    gate = lock_gate(gate)
     project = gate.project
-    require_project_perm(actor, "upload_evaluation", project)
-    if gate.state == Gate.State.LOCKED:
-        raise ValidationError(
-            {"gate": f"The {gate.phase_enum.label} gate is locked: evaluate an open phase."}
-        )
+    require_project_perm(user, "upload_evaluation", project)
+    _refuse_locked(gate)
     if model_version.project_id != project.pk:
         raise ValidationError({"model_version": f"“{model_version}” is not of this project."})
     if dataset_version.project_id != project.pk:
@@ -167,50 +192,113 @@ def evaluation_run_start(
         raise ValidationError(
             {"resamples": f"Use between 1 and {MAX_RESAMPLES:,} bootstrap resamples."}
         )
+    # Django's multipart parser drops control characters from names; other callers' names are
+    # stored and shown, and PostgreSQL text cannot hold a NUL.
+    if "\x00" in (upload.name or ""):
+        raise ValidationError({"file": "The file name contains a NUL character."})
     name, size, digest = hash_upload(
         upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
     )
     if check_records:
         _check_records(upload, name, task, metrics)
-    run = EvaluationRun(
-        project=project,
+    return EvaluationUpload(
         gate=gate,
         model_version=model_version,
         dataset_version=dataset_version,
-        original_name=name[:255],
+        upload=upload,
+        name=name,
         size=size,
         sha256=digest,
         task=task,
         metrics=list(metrics or []),
         seed=seed,
         resamples=resamples,
+    )
+
+
+def evaluation_run_start(
+    *,
+    actor: User,
+    gate: Gate,
+    model_version: ModelVersion,
+    dataset_version: DatasetVersion,
+    upload: UploadedFile,
+    task: str = "",
+    metrics: list[str] | None = None,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    check_records: bool = True,
+    checked: EvaluationUpload | None = None,
+) -> EvaluationRun:
+    """Store an evaluation file for a gate and queue the job that scores it (after commit).
+
+    The upload is checked first, outside any transaction (`evaluation_upload_check`: with
+    `check_records` the whole file against the record contract, a refused file storing
+    nothing), unless `checked` is that check's result for the same upload. Only then is the
+    gate locked, briefly: its state and the actor's permission are checked again (either may
+    have changed while the file was read) and the run is saved with its audit event. The job
+    validates the file again in any case: a run whose file fails there is marked failed.
+    """
+    if checked is None:
+        checked = evaluation_upload_check(
+            user=actor,
+            gate=gate,
+            model_version=model_version,
+            dataset_version=dataset_version,
+            upload=upload,
+            task=task,
+            metrics=metrics,
+            seed=seed,
+            resamples=resamples,
+            check_records=check_records,
+        )
+    elif checked.upload is not upload or checked.gate.pk != gate.pk:
+        raise ValueError("`checked` is the check of another upload")
+    run = EvaluationRun(
+        project=checked.gate.project,
+        gate=checked.gate,
+        model_version=checked.model_version,
+        dataset_version=checked.dataset_version,
+        original_name=checked.name[:255],
+        size=checked.size,
+        sha256=checked.sha256,
+        task=checked.task,
+        metrics=checked.metrics,
+        seed=checked.seed,
+        resamples=checked.resamples,
         requested_by=actor,
     )
-    run.file.save(name, upload, save=False)
+    # Copying the file into storage needs no lock either.
+    run.file.save(checked.name, checked.upload, save=False)
     try:
-        run.save()
-        record(
-            actor=actor,
-            action=Action.EVALUATION_START,
-            project=project,
-            target=run,
-            after={
-                "gate": gate.phase,
-                "file": name,
-                "sha256": digest,
-                "size": size,
-                "model_version": model_version.label,
-                "dataset_version": dataset_version.label,
-                "task": task,
-                "metrics": run.metrics,
-                "seed": seed,
-                "resamples": resamples,
-            },
-        )
-    except Exception:
+        with transaction.atomic():
+            gate = lock_gate(checked.gate)
+            require_project_perm(actor, "upload_evaluation", gate.project)
+            _refuse_locked(gate)
+            run.gate = gate
+            run.save()
+            record(
+                actor=actor,
+                action=Action.EVALUATION_START,
+                project=gate.project,
+                target=run,
+                after={
+                    "gate": gate.phase,
+                    "file": checked.name,
+                    "sha256": checked.sha256,
+                    "size": checked.size,
+                    "model_version": checked.model_version.label,
+                    "dataset_version": checked.dataset_version.label,
+                    "task": checked.task,
+                    "metrics": run.metrics,
+                    "seed": checked.seed,
+                    "resamples": checked.resamples,
+                },
+            )
+            enqueue_evaluation(run.pk)
+    except BaseException:
         run.file.delete(save=False)
         raise
-    enqueue_evaluation(run.pk)
     return run
 
 
@@ -225,14 +313,18 @@ def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str
             optional_metrics=optional,
         )
     except RecordError as exc:
+        # The message quotes the file, and a ValidationError with params %-formats its message.
+        message = str(exc).replace("%", "%%")
         raise ValidationError(
-            {"file": ValidationError(str(exc), code="invalid_records", params=_where(exc))}
+            {"file": ValidationError(message, code="invalid_records", params=_where(exc))}
         ) from None
     finally:
         upload.seek(0)
 
 
 def _where(exc: RecordError) -> dict[str, Any]:
+    """Where a refused file breaks the contract, for the API's error body (null when the
+    problem is the whole file)."""
     return {"line": exc.line, "field": exc.field}
 
 
@@ -269,14 +361,18 @@ def evaluation_run_claim(*, run_id: int, stale_before: datetime.datetime) -> uui
 
 
 def evaluation_run_heartbeat(
-    *, run_id: int, token: uuid.UUID, progress: float, message: str
+    *, run_id: int, token: uuid.UUID, progress: float | None = None, message: str | None = None
 ) -> bool:
-    """Report progress; False when the job no longer holds the run (someone reclaimed it)."""
+    """Report that the job is alive, with its progress when given (the job's background beat
+    has none); False when the job no longer holds the run (someone reclaimed it)."""
+    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if progress is not None:
+        fields["progress"] = min(max(progress, 0.0), 1.0)
+    if message is not None:
+        fields["progress_message"] = message[:200]
     return bool(
         EvaluationRun.objects.filter(pk=run_id, claim_token=token, status=RunStatus.RUNNING).update(
-            progress=min(max(progress, 0.0), 1.0),
-            progress_message=message[:200],
-            heartbeat_at=timezone.now(),
+            **fields
         )
     )
 

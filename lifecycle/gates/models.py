@@ -313,8 +313,9 @@ class SignatureInvalidation(models.Model):
 
 
 class ReauthFailure(models.Model):
-    """A failed re-authentication at signing time; enough of them lock the account out of
-    signing for a cool-off period. Written in its own committed transaction."""
+    """A failed re-authentication at signing time: which gate, why, from where. The failure is
+    also counted by the login lockout (`governance.lockout`), which decides when the account is
+    locked. Written in its own committed transaction."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reauth_failures"

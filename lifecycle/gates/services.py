@@ -5,10 +5,8 @@ Every function takes the acting user, checks permission, validates, and changes 
 transaction with its audit event; gate states change only through `transitions.gate_move`.
 """
 
-import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +15,7 @@ from django_otp import devices_for_user
 from audits.context import current
 from audits.models import Action, AuditEvent
 from audits.trail import changed, record, snapshot
+from governance.lockout import reauthenticate
 from governance.models import RiskTier, User
 from governance.permissions import require_global_perm, require_project_perm
 from governance.roles import Role
@@ -239,19 +238,6 @@ class ReauthenticationFailed(PermissionDenied):
     """The password (or TOTP code) given at signing time was wrong; nothing was signed."""
 
 
-def signing_locked_until(user: User) -> datetime.datetime | None:
-    """When `user` may sign again after too many failed re-authentications, or None."""
-    now = timezone.now()
-    window = now - datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_WINDOW)
-    failures = list(
-        ReauthFailure.objects.filter(user=user, at__gte=window).values_list("at", flat=True)
-    )
-    if len(failures) < settings.SIGNING_LOCKOUT_THRESHOLD:
-        return None
-    until = max(failures) + datetime.timedelta(seconds=settings.SIGNING_LOCKOUT_COOLOFF)
-    return until if until > now else None
-
-
 def _reauthentication_problem(user: User, password: str, otp_token: str) -> str | None:
     if not user.check_password(password or ""):
         return "wrong password"
@@ -264,11 +250,24 @@ def _reauthentication_problem(user: User, password: str, otp_token: str) -> str 
     return None
 
 
-def _record_reauth_failure(actor: User, gate: Gate, problem: str) -> None:
-    # Its own outermost transaction: committed even though the signing is refused.
+def _reauthenticate(actor: User, gate: Gate, password: str, otp_token: str) -> None:
+    """Re-authentication at signing is an authentication under the login lockout
+    (`governance.lockout`): refused while the account or the address is locked (`LockedOut`),
+    and a failure is counted with the failed logins. The lockout check, the password check and
+    the count run under a row lock on the signer, in their own outermost transaction, so the
+    failure is committed although the signing is refused, and concurrent guesses are checked
+    one at a time: no more than the limit are ever tried."""
     with transaction.atomic(durable=True):
-        ReauthFailure.objects.create(user=actor, gate=gate, reason=problem, ip_address=current().ip)
-        locked = signing_locked_until(actor)
+        attempt = reauthenticate(
+            user=actor,
+            verify=lambda: _reauthentication_problem(actor, password, otp_token),
+            purpose="Signing",
+        )
+        if attempt.problem is None:
+            return
+        ReauthFailure.objects.create(
+            user=actor, gate=gate, reason=attempt.problem, ip_address=current().ip
+        )
         record(
             actor=actor,
             action=Action.REAUTH_FAILED,
@@ -276,10 +275,13 @@ def _record_reauth_failure(actor: User, gate: Gate, problem: str) -> None:
             target=gate,
             target_text=f"{gate.phase_enum.label} gate",
             after={
-                "reason": problem,
-                "locked_until": locked.isoformat() if locked else None,
+                "reason": attempt.problem,
+                "locked_until": attempt.locked_until.isoformat() if attempt.locked_until else None,
             },
         )
+    raise ReauthenticationFailed(
+        f"Re-authentication failed ({attempt.problem}): nothing was signed."
+    )
 
 
 def signoff_create(
@@ -296,19 +298,12 @@ def signoff_create(
     the signature over the gate's manifest, and decide the gate.
 
     A rejection sends the gate back with the reason; the approval that completes the policy's
-    required roles approves the gate and opens the next phase. Must not run inside another
-    transaction: a failed re-authentication is committed on its own.
+    required roles approves the gate and opens the next phase. Re-authentication is under the
+    login lockout: refused (`governance.lockout.LockedOut`) while the account or the address is
+    locked, and a failure counts towards it. Must not run inside another transaction: a failed
+    re-authentication is committed on its own.
     """
-    locked = signing_locked_until(actor)
-    if locked is not None:
-        raise PermissionDenied(
-            f"Signing is locked after repeated failed re-authentication until "
-            f"{timezone.localtime(locked):%Y-%m-%d %H:%M %Z}."
-        )
-    problem = _reauthentication_problem(actor, password, otp_token)
-    if problem is not None:
-        _record_reauth_failure(actor, gate, problem)
-        raise ReauthenticationFailed(f"Re-authentication failed ({problem}): nothing was signed.")
+    _reauthenticate(actor, gate, password, otp_token)
     with transaction.atomic(durable=True):
         gate = (
             Gate.objects.select_for_update()

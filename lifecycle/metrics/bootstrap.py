@@ -257,15 +257,15 @@ def run(
         # machine (a Celery worker beside a web server) can be slower by orders of magnitude.
         if resampler.shared:
             done = 0
-            reported = 0.0
 
             def finished(stop: int) -> None:
-                nonlocal done, reported
+                # After every chunk: the caller's callback throttles (a job's heartbeat must
+                # not wait for a fifth of the chunks of a large file).
+                nonlocal done
                 done += 1
                 fraction = done / len(starts) * (1 - own_share)
-                if progress is not None and (fraction - reported >= 0.2 or done == len(starts)):
+                if progress is not None:
                     progress(fraction, f"bootstrap: {done} of {len(starts)} chunks of resamples")
-                    reported = fraction
 
             bounds = [(start, min(resamples, start + chunk)) for start in starts]
             if workers > 1 and len(bounds) > 1:
@@ -281,7 +281,13 @@ def run(
             else:
                 for start, stop in bounds:
                     finished(resampler.chunk(start, stop))
-        for stat in resampler.own:
+        for index, stat in enumerate(resampler.own):
+            if progress is not None and index:
+                fraction = 1 - own_share + own_share * index / len(resampler.own)
+                progress(
+                    fraction,
+                    f"bootstrap: {index} of {len(resampler.own)} self-resampling statistics",
+                )
             _fill(results, stat, 0, resamples, lambda s=stat: s.own_replicates(seed, 0, resamples))
         if resampler.own and progress is not None:
             progress(1.0, f"bootstrap: {resamples} resamples")

@@ -3,7 +3,7 @@ whole file (ROUGE scores, BLEU statistics, class codes...), and the run's settin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -13,6 +13,11 @@ from .bootstrap import Statistic, Unit
 from .records import Dataset, Limits
 
 T = TypeVar("T")
+
+# Records between progress reports inside a per-record stage: ROUGE scores about a thousand
+# records a second, so a report every few hundred keeps a job's heartbeat fresh through a stage
+# of minutes; the caller's callback decides how often to pass one on (time-based).
+BEAT_EVERY = 200
 
 
 @dataclass
@@ -33,7 +38,14 @@ Builder = Callable[["Context", str, Unit], Result]
 class Context:
     """The dataset plus lazily computed per-record arrays, each computed once per run."""
 
-    def __init__(self, dataset: Dataset, limits: Limits, seed: int, metrics: list[str]):
+    def __init__(
+        self,
+        dataset: Dataset,
+        limits: Limits,
+        seed: int,
+        metrics: list[str],
+        progress: Callable[[str], None] | None = None,
+    ):
         self.dataset = dataset
         self.limits = limits
         self.seed = seed
@@ -41,6 +53,36 @@ class Context:
         self.normalisation: dict[str, Any] = {}
         self.libraries: set[str] = set()
         self._cache: dict[str, Any] = {}
+        self._progress = progress
+        # What the progress callback raised to stop the run (a reclaimed job, a time limit):
+        # the engine re-raises it instead of reporting it as a metric that could not be computed.
+        self.interrupted: BaseException | None = None
+
+    def beat(self, message: str) -> None:
+        """Report that a long stage is still working (the callback may stop the run by
+        raising)."""
+        if self._progress is None:
+            return
+        try:
+            self._progress(message)
+        except BaseException as error:
+            self.interrupted = error
+            raise
+
+    def each(self, items: Iterable[T], stage: str) -> Iterator[T]:
+        """`items` (one per record), with a progress report every BEAT_EVERY of them."""
+        for done, item in enumerate(items):
+            if done and done % BEAT_EVERY == 0:
+                self.beat(f"{stage}: {done:,} of {self.n:,} records")
+            yield item
+
+    def batches(self, count: int, stage: str) -> Iterator[slice]:
+        """Slices of BEAT_EVERY over `count` records, with a progress report before each but
+        the first: for a library call that takes a whole list and cannot report by itself."""
+        for start in range(0, count, BEAT_EVERY):
+            if start:
+                self.beat(f"{stage}: {start:,} of {count:,} records")
+            yield slice(start, start + BEAT_EVERY)
 
     @property
     def n(self) -> int:

@@ -67,16 +67,25 @@ def evaluate(
     )
     _report(progress, 0.25, f"validated {dataset.n:,} records")
 
-    ctx = Context(dataset, limits, seed, keys)
+    # Long per-record stages (ROUGE on 100,000 records takes minutes) report from inside, at the
+    # fraction the metrics stage has reached, so the job's heartbeat never goes quiet for long.
+    stage = 0.25
+
+    def stage_progress(message: str) -> None:
+        _report(progress, stage, message)
+
+    ctx = Context(dataset, limits, seed, keys, progress=stage_progress if progress else None)
     overall = Unit(key="overall", indices=np.arange(dataset.n))
     subgroups = _subgroups(ctx)
     scalar_keys = [k for k in keys if METRICS[k].kind != "fairness"]
     fairness_keys = [k for k in keys if METRICS[k].kind == "fairness"]
+    builds = max(1, (1 + len(subgroups)) * len(scalar_keys))
 
     results: dict[tuple[str, str], Result] = {}
     placed: list[tuple[Unit, Statistic]] = []
     for unit in [overall, *subgroups]:
         for key in scalar_keys:
+            stage = 0.25 + 0.25 * len(results) / builds
             result = _build(ctx, key, unit)
             results[(unit.key, key)] = result
             if isinstance(result, Statistic):
@@ -129,6 +138,8 @@ def _build(ctx: Context, key: str, unit: Unit) -> Result:
     try:
         return BUILDERS[key](ctx, key, unit)
     except Exception as error:  # a metric never crashes the run: null with the reason
+        if ctx.interrupted is not None:  # but the progress callback may stop it
+            raise
         return undefined(f"could not be computed: {type(error).__name__}: {error}")
 
 
@@ -136,6 +147,8 @@ def _build_fairness(ctx: Context, key: str, attribute: str) -> tuple[Unit, Stati
     try:
         return fairness.build(ctx, key, attribute)
     except Exception as error:
+        if ctx.interrupted is not None:
+            raise
         unit = fairness.fairness_unit(ctx, attribute)
         return unit, undefined(f"could not be computed: {type(error).__name__}: {error}")
 

@@ -3,7 +3,9 @@ contract").
 
 A file is JSON Lines or CSV (UTF-8). It is read in chunks, hashed while it is read, and every
 record is validated before anything is computed; the first problem refuses the whole file with
-a `RecordError` that names the line and the field.
+a `RecordError` that names the line and the field. That includes hostile input: nesting deeper
+than `MAX_DEPTH`, numbers longer than `MAX_NUMBER_DIGITS` digits, and text a database cannot
+hold (a NUL character or an unpaired surrogate), in keys as in values.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ FIELD_KINDS: dict[str, str] = {
 }
 CLASS_FIELDS = ("label", "prediction", "perturbed_prediction")
 _INTEGER = re.compile(r"[+-]?\d+")
+
+# A record is an object whose deepest contract field is a list of [start, end, type] spans
+# (3 levels). The JSON decoder recurses once per level, and the interpreter's recursion limit
+# is shared with the caller's stack, so a hostile file must be refused well before it.
+MAX_DEPTH = 64
+# Python refuses to convert integers of more than 4,300 digits, converting long ones costs time
+# that grows with the square of the length, and past 308 digits they do not fit a float; no
+# measurement needs more than a few dozen.
+MAX_NUMBER_DIGITS = 100
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|-?[0-9][0-9.eE+-]*')
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0}
 
 
@@ -156,6 +169,173 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _shown(name: str) -> str:
+    """A field name fit for a message: control characters and surrogates escaped."""
+    return name if name.isprintable() else json.dumps(name)[1:-1]
+
+
+def _field_of(keys: list[str | None]) -> str | None:
+    """The field a problem lies in, from the JSON string tokens that opened its levels: the
+    record's key, or `groups.<attribute>` inside the group attributes."""
+    names: list[str] = []
+    for token in keys[:2]:
+        if token is None:
+            break
+        try:
+            names.append(json.loads(token))
+        except ValueError:
+            names.append(token[1:-1])
+    if not names:
+        return None
+    if names[0] == "groups" and len(names) > 1:
+        return _shown(f"groups.{names[1]}")
+    return _shown(names[0])
+
+
+class _TooLong(Exception):
+    """An integer literal longer than `MAX_NUMBER_DIGITS` digits (from the decoder's hook)."""
+
+
+def _integer(literal: str) -> int:
+    """The JSON decoder's `parse_int`: refuses a long literal before int() sees it."""
+    if len(literal) > MAX_NUMBER_DIGITS and len(literal.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _TooLong
+    return int(literal)
+
+
+def _long_integer(token: str) -> bool:
+    digits = token.lstrip("-")
+    return len(digits) > MAX_NUMBER_DIGITS and digits.isdigit()
+
+
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+_TOO_LONG = f"an integer with more than {MAX_NUMBER_DIGITS} digits"
+
+
+def _loads(text: str, decoder: json.JSONDecoder | None = None) -> Any:
+    """The JSON value of `text`, held to `MAX_DEPTH` and `MAX_NUMBER_DIGITS`. Raises `_Invalid`
+    naming the problem (`_locate` finds its field) or JSONDecodeError."""
+    decoder = decoder or _DECODER
+    try:
+        if text[:1] == "{":  # the common case, without decode()'s whitespace regexes
+            value, end = decoder.raw_decode(text)
+            if end != len(text) and text[end:].strip():
+                raise json.JSONDecodeError("Extra data", text, end)
+        else:
+            value = decoder.decode(text)
+    except RecursionError:
+        raise _Invalid(_TOO_DEEP) from None
+    except _TooLong:
+        raise _Invalid(_TOO_LONG) from None
+    # Only a text with more brackets than the limit can nest deeper; most have far fewer.
+    if (
+        text.count("[") + text.count("{") > MAX_DEPTH
+        and type(value) in _CONTAINERS
+        and _too_deep(value)
+    ):
+        raise _Invalid(_TOO_DEEP)
+    return value
+
+
+_CONTAINERS = frozenset((dict, list))
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether a decoded value nests deeper than `MAX_DEPTH`, level by level (no recursion: the
+    decoder may have managed more levels than Python code can recurse through)."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        below = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) in _CONTAINERS:
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def _locate(text: str, problem: str) -> str | None:
+    """The field holding a JSON text's too deep value or too long integer, found by walking its
+    tokens (no recursion, no int()); only a refused line gets here."""
+    last: list[str | None] = [None]  # the last string seen at each level: in a record, a key
+    opened_by: list[str | None] = []  # the string seen before each open level was opened
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first == '"':
+            last[-1] = token
+        elif first in "[{":
+            opened_by.append(last[-1])
+            last.append(None)
+            if problem == _TOO_DEEP and len(opened_by) > MAX_DEPTH:
+                return _field_of(opened_by[1:])
+        elif first in "]}":
+            if opened_by:
+                opened_by.pop()
+                last.pop()
+        elif problem == _TOO_LONG and _long_integer(token):
+            return _field_of([*opened_by[1:], last[-1]])
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    """Why `text` cannot be stored as text (PostgreSQL's text and JSON types hold neither a NUL
+    nor an unpaired surrogate; SQLite's driver refuses surrogates), or None."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which is not allowed in text"
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:
+        return (
+            f"contains an unpaired surrogate (\\u{ord(surrogate.group()):04x}), which is not "
+            "valid text"
+        )
+    return None
+
+
+def _bad_text(value: Any) -> tuple[str, str | None] | None:
+    """The first key or string in a decoded JSON value that text cannot hold, as (reason,
+    field): the record's key, or `groups.<attribute>`."""
+    found = _first_bad_text(value, None)
+    if found is None:
+        return None
+    problem, field = found
+    return problem, None if field is None else _shown(field)
+
+
+def _first_bad_text(value: Any, field: str | None) -> tuple[str, str | None] | None:
+    # Depth is bounded: a deeper value was refused by `_loads`.
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        return None if problem is None else (problem, field)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = key if field is None else f"groups.{key}" if field == "groups" else field
+            problem = _text_problem(key)
+            if problem is not None:
+                return f"the name {problem}", here
+            found = _first_bad_text(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _first_bad_text(item, field)
+            if found is not None:
+                return found
+    return None
+
+
+def _json_cell(text: str) -> Any:
+    """A CSV cell holding JSON (a class list, log-probabilities), held to the same limits as a
+    JSON line. Raises `_Invalid`, or ValueError for JSON that does not parse."""
+    value = _loads(text)
+    bad = _bad_text(value)
+    if bad is not None:
+        raise _Invalid(bad[0])
+    return value
+
+
 def _finite(value: float) -> float:
     if math.isnan(value):
         raise _Invalid("NaN is not allowed (numbers must be finite)")
@@ -212,10 +392,12 @@ def _class(value: Any, csv_cell: bool) -> int | str | tuple[Any, ...]:
         text = value.strip()
         if text.startswith("["):
             try:
-                value = json.loads(text)
+                value = _json_cell(text)
             except ValueError:
                 raise _Invalid(f"{_describe(value)} is not a valid JSON list") from None
         elif _INTEGER.fullmatch(text):
+            if _long_integer(text.lstrip("+")):
+                raise _Invalid(_TOO_LONG)
             return int(text)
         else:
             return value
@@ -264,7 +446,7 @@ def _key(value: Any, csv_cell: bool) -> str:
 def _logprobs(value: Any, csv_cell: bool) -> tuple[float, ...]:
     if csv_cell:
         try:
-            value = json.loads(value)
+            value = _json_cell(value)
         except ValueError:
             raise _Invalid(
                 f"expected a JSON list of log-probabilities, got {_describe(value)}"
@@ -382,36 +564,62 @@ def _reject_constant(name: str) -> float:
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_integer)
+
+
+def _raw_nul(text: str, number: int) -> RecordError:
+    """The refusal of a JSON line holding a raw NUL byte, naming the field when the line parses
+    once control characters are let into strings."""
+    try:
+        obj = _loads(text, json.JSONDecoder(strict=False, parse_int=_integer))
+    except (_Invalid, ValueError):
+        obj = None
+    bad = _bad_text(obj) if isinstance(obj, dict) else None
+    if bad is not None:
+        return RecordError(bad[0], line=number, field=bad[1])
+    return RecordError(
+        f"contains a NUL byte (at column {text.index(chr(0)) + 1}), which is not allowed",
+        line=number,
+    )
+
+
 def _jsonl_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
     for number, text in reader.lines():
         if not text.strip():
             continue
+        if "\x00" in text:
+            raise _raw_nul(text, number)
         try:
-            if text[0] == "{":  # the common case, without decode()'s whitespace regexes
-                obj, end = decoder.raw_decode(text)
-                if end != len(text) and text[end:].strip():
-                    raise json.JSONDecodeError("Extra data", text, end)
-            else:
-                obj = decoder.decode(text)
+            obj = _loads(text)
         except json.JSONDecodeError as error:
             raise RecordError(
                 f"not valid JSON ({error.msg} at column {error.colno})", line=number
             ) from None
+        except _Invalid as problem:
+            reason = str(problem)
+            raise RecordError(reason, line=number, field=_locate(text, reason)) from None
         if not isinstance(obj, dict):
             raise RecordError(
                 f"expected one JSON object per line (JSON Lines), got {_json_type(obj)}",
                 line=number,
             )
+        # Only an escape can put a NUL or a lone surrogate into decoded text (the decoder
+        # refuses raw control characters, UTF-8 decoding refuses encoded surrogates).
+        if "\\u0000" in text or "\\ud" in text or "\\uD" in text:
+            bad = _bad_text(obj)
+            if bad is not None:
+                raise RecordError(bad[0], line=number, field=bad[1])
         yield number, obj, False
 
 
 def _csv_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
-    state = {"line": 0}
+    state = {"line": 0, "nul": 0}
 
     def source() -> Iterator[str]:
         for number, text in reader.lines():
             state["line"] = number
+            if "\x00" in text:
+                state["nul"] = 1
             yield text + "\n"
 
     rows = csv.reader(source(), strict=True)
@@ -425,6 +633,9 @@ def _csv_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
         except csv.Error as error:
             raise RecordError(f"not valid CSV ({error})", line=state["line"]) from None
         start, next_start = next_start, state["line"] + 1
+        if state["nul"]:
+            state["nul"] = 0
+            _refuse_nul_cell(row, header, start)
         if not row or all(not cell.strip() for cell in row):
             continue
         if header is None:
@@ -452,6 +663,20 @@ def _csv_records(reader: _Reader) -> Iterator[tuple[int, dict[str, Any], bool]]:
         if groups:
             record["groups"] = groups
         yield start, record, True
+
+
+def _refuse_nul_cell(row: list[str], header: list[str] | None, line: int) -> None:
+    """Refuse the first cell of a CSV row that holds a NUL character, naming its column."""
+    for position, cell in enumerate(row):
+        problem = _text_problem(cell)
+        if problem is None:
+            continue
+        if header is None:
+            raise RecordError(f"a column name in the header {problem}", line=line)
+        name = header[position] if position < len(header) else None
+        if name is not None and name.startswith("group."):
+            name = f"groups.{name[len('group.') :]}"
+        raise RecordError(problem, line=line, field=name)
 
 
 def parse_records(

@@ -66,7 +66,8 @@ def _rouge(ctx: Context) -> dict[str, np.ndarray]:
         types = [key for key in ROUGE_TYPES if key in ctx.metrics]
         scorer = RougeScorer(types, use_stemmer=True)
         references, outputs = _pairs(ctx)
-        scores = [scorer.score(r, o) for r, o in zip(references, outputs, strict=True)]
+        pairs = ctx.each(zip(references, outputs, strict=True), "rouge")
+        scores = [scorer.score(r, o) for r, o in pairs]
         ctx.normalisation["rouge"] = (
             f"rouge-score {version('rouge-score')} RougeScorer({types}, use_stemmer=True), "
             "F-measure per record, mean"
@@ -88,7 +89,12 @@ def _bleu_stats(ctx: Context) -> np.ndarray:
     def compute() -> np.ndarray:
         bleu = _bleu_metric()
         references, outputs = _pairs(ctx)
-        stats = bleu._extract_corpus_statistics(outputs, [references])
+        # In slices, to report progress between them; the statistics are per segment.
+        stats = [
+            segment
+            for part in ctx.batches(ctx.n, "bleu")
+            for segment in bleu._extract_corpus_statistics(outputs[part], [references[part]])
+        ]
         ctx.normalisation["bleu"] = bleu.get_signature().format()
         return np.array(stats, dtype=np.float64).reshape(len(outputs), 2 + 2 * BLEU_ORDER)
 
@@ -134,7 +140,7 @@ def _gleu_counts(ctx: Context) -> np.ndarray:
 
         low, high = GLEU_ORDERS
         out = np.zeros((ctx.n, 2), dtype=np.float64)
-        for i, (reference, output) in enumerate(zip(*_pairs(ctx), strict=True)):
+        for i, (reference, output) in enumerate(ctx.each(zip(*_pairs(ctx), strict=True), "gleu")):
             hyp = Counter(everygrams(output.split(), low, high))
             ref = Counter(everygrams(reference.split(), low, high))
             n_all = max(sum(hyp.values()), sum(ref.values()))
@@ -152,16 +158,9 @@ def _gleu_counts(ctx: Context) -> np.ndarray:
 def _squad(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     def compute() -> tuple[np.ndarray, np.ndarray]:
         references, outputs = _pairs(ctx)
-        em = np.array(
-            [
-                squad_normalise(r) == squad_normalise(o)
-                for r, o in zip(references, outputs, strict=True)
-            ],
-            dtype=np.float64,
-        )
-        f1 = np.array(
-            [squad_f1(r, o) for r, o in zip(references, outputs, strict=True)], dtype=np.float64
-        )
+        em, f1 = np.zeros(ctx.n), np.zeros(ctx.n)
+        for i, (r, o) in enumerate(ctx.each(zip(references, outputs, strict=True), "squad")):
+            em[i], f1[i] = squad_normalise(r) == squad_normalise(o), squad_f1(r, o)
         ctx.normalisation["exact_match"] = SQUAD_NORMALISATION
         return em, f1
 
@@ -180,18 +179,23 @@ def _wer(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         errors = np.zeros(ctx.n)
         words = np.zeros(ctx.n)
         kept = np.flatnonzero(usable)
-        if kept.size:
-            result = jiwer.process_words([references[i] for i in kept], [outputs[i] for i in kept])
-            for i, chunks in zip(kept, result.alignments, strict=True):
-                for chunk in chunks:
-                    ref_span = chunk.ref_end_idx - chunk.ref_start_idx
-                    if chunk.type == "equal":
-                        words[i] += ref_span
-                    elif chunk.type in ("substitute", "delete"):
-                        words[i] += ref_span
-                        errors[i] += ref_span
-                    else:  # insert
-                        errors[i] += chunk.hyp_end_idx - chunk.hyp_start_idx
+        # In slices, to report progress between them; the alignments are per pair.
+        alignments = []
+        for part in ctx.batches(kept.size, "wer"):
+            result = jiwer.process_words(
+                [references[i] for i in kept[part]], [outputs[i] for i in kept[part]]
+            )
+            alignments += result.alignments
+        for i, chunks in zip(kept, alignments, strict=True):
+            for chunk in chunks:
+                ref_span = chunk.ref_end_idx - chunk.ref_start_idx
+                if chunk.type == "equal":
+                    words[i] += ref_span
+                elif chunk.type in ("substitute", "delete"):
+                    words[i] += ref_span
+                    errors[i] += ref_span
+                else:  # insert
+                    errors[i] += chunk.hyp_end_idx - chunk.hyp_start_idx
         ctx.normalisation["wer"] = (
             f"jiwer {version('jiwer')} wer with its default transform, over the whole corpus"
         )
@@ -203,19 +207,13 @@ def _wer(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _readability(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         outputs = ctx.texts("output")
-        usable = np.array([readability.word_count(o) > 0 for o in outputs], dtype=bool)
-        grade = np.array(
-            [
-                readability.flesch_kincaid_grade(o) if ok else np.nan
-                for o, ok in zip(outputs, usable, strict=True)
-            ]
-        )
-        ease = np.array(
-            [
-                readability.flesch_reading_ease(o) if ok else np.nan
-                for o, ok in zip(outputs, usable, strict=True)
-            ]
-        )
+        usable = np.zeros(ctx.n, dtype=bool)
+        grade, ease = np.full(ctx.n, np.nan), np.full(ctx.n, np.nan)
+        for i, output in enumerate(ctx.each(outputs, "readability")):
+            usable[i] = readability.word_count(output) > 0
+            if usable[i]:
+                grade[i] = readability.flesch_kincaid_grade(output)
+                ease[i] = readability.flesch_reading_ease(output)
         ctx.normalisation["readability"] = readability.description()
         return grade, ease, usable
 
@@ -249,7 +247,7 @@ def redundancy(text: str) -> float | None:
 
 def _redundancy(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        values = [redundancy(o) for o in ctx.texts("output")]
+        values = [redundancy(o) for o in ctx.each(ctx.texts("output"), "redundancy")]
         usable = np.array([v is not None for v in values], dtype=bool)
         ctx.normalisation["redundancy_rate"] = r"words = \w+ in lower case; word trigrams"
         return np.array([np.nan if v is None else v for v in values]), usable
@@ -260,7 +258,13 @@ def _redundancy(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 def _semantic(ctx: Context) -> np.ndarray:
     def compute() -> np.ndarray:
         references, outputs = _pairs(ctx)
-        values = semantic.similarities(references, outputs)
+        values = np.concatenate(
+            [
+                semantic.similarities(references[part], outputs[part])
+                for part in ctx.batches(ctx.n, "semantic similarity")
+            ]
+            or [np.zeros(0)]
+        )
         ctx.normalisation["semantic_similarity"] = semantic.description()
         ctx.libraries.update({"sentence-transformers", "torch", semantic.PACKAGE})
         return values

@@ -42,6 +42,25 @@ def strip_protections() -> None:
         cursor.execute(f"DROP TABLE {TABLE}_old")
 
 
+def trigger_names(table: str = TABLE) -> list[str]:
+    """The append-only triggers that migrations install on `table`, on this database."""
+    from audits.triggers import create_sql
+
+    return [
+        match.group(1)
+        for statement in create_sql(connection.vendor, table)
+        if (match := re.match(r"CREATE TRIGGER (\w+)", statement))
+    ]
+
+
+def drop_trigger(name: str, table: str) -> None:
+    """Drop one append-only trigger, and nothing else, as an administrator could."""
+    if connection.vendor == "postgresql":
+        _sql(f"DROP TRIGGER {name} ON {table}", [])
+    else:
+        _sql(f"DROP TRIGGER {name}", [])
+
+
 def events(chain: AuditChain):
     return AuditEvent.objects.filter(chain=chain).order_by("sequence", "id")
 

@@ -1,14 +1,17 @@
 """Signed checkpoints outside the database, written by the command and the beat task."""
 
+import hashlib
+import hmac
 import io
 import json
 import threading
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from audits import checkpoints, verification
+from audits import checkpoint_format, checkpoints, verification
 from audits.models import AuditChain, AuditEvent
 from audits.tasks import write_audit_checkpoints
 from audits.trail import record
@@ -34,8 +37,14 @@ def test_checkpoints_are_signed_lines_appended_per_chain(team, settings):
     data = json.loads(line)
     chain = AuditChain.objects.get(project=team.project)
     assert (data["length"], data["head"]) == (chain.length, chain.head_hash)
-    assert data["key_id"].startswith("hmac-sha256:") and len(data["signature"]) == 64
-    assert verification.write_checkpoints().checkpointed == 0  # nothing new, nothing written
+    assert data["key_id"].startswith("ed25519:") and len(data["signature"]) == 128
+    # Each checkpoint is recorded in the global chain, so verification knows it must exist.
+    recorded = AuditEvent.objects.get(
+        chain__key="global", action="audit.checkpoint", target_id=str(chain.pk)
+    )
+    assert recorded.after == {**data, "file": path.name}
+    # Nothing new (the global chain grew only by those records): nothing written.
+    assert verification.write_checkpoints().checkpointed == 0
     comment(team)
     assert verification.write_checkpoints().checkpointed == 1
     assert len(path.read_text().splitlines()) == 2
@@ -54,8 +63,56 @@ def test_an_altered_checkpoint_file_is_reported(team):
 
 def test_a_checkpoint_signed_with_another_key_is_reported(team, settings):
     verification.write_checkpoints()
-    settings.AUDIT_CHECKPOINT_KEY = "another key"
-    assert "invalid signature" in str(verification.verify().problems[0])
+    settings.AUDIT_CHECKPOINT_SIGNING_KEY = checkpoint_format.encode_private(
+        Ed25519PrivateKey.generate()
+    )
+    problem = str(verification.verify().problems[0])
+    assert "invalid signature" in problem and "not a trusted public key" in problem
+
+
+def legacy_line(chain: AuditChain, key: str) -> str:
+    """A checkpoint line exactly as releases before Ed25519 wrote it (HMAC-SHA256)."""
+    fields = {
+        "chain": chain.key,
+        "length": chain.length,
+        "head": chain.head_hash,
+        "time": checkpoints.now_iso(),
+        "key_id": checkpoint_format.hmac_key_id(key.encode()),
+    }
+    message = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    signature = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+    return json.dumps({**fields, "signature": signature}, sort_keys=True) + "\n"
+
+
+def test_legacy_hmac_checkpoints_still_verify_and_new_ones_are_ed25519(team, settings):
+    chain = AuditChain.objects.get(project=team.project)
+    path = checkpoints.path_for(chain.key)
+    path.parent.mkdir(parents=True)
+    path.write_text(legacy_line(chain, settings.AUDIT_CHECKPOINT_KEY))
+    report = verification.verify()
+    assert report.ok, report.problems
+    assert report.checkpointed == 1
+    # The first run after the upgrade re-anchors it with Ed25519, recorded in the global chain,
+    # though the chain did not grow.
+    assert verification.write_checkpoints().ok
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first["key_id"].startswith("hmac-sha256:")
+    assert second["key_id"].startswith("ed25519:")
+    assert (second["length"], second["head"]) == (first["length"], first["head"])
+    assert verification.verify().ok
+    assert verification.write_checkpoints().checkpointed == 0
+
+
+def test_a_legacy_line_after_an_ed25519_line_is_refused(team, settings):
+    verification.write_checkpoints()
+    chain = AuditChain.objects.get(project=team.project)
+    path = checkpoints.path_for(chain.key)
+    with path.open("a") as handle:
+        handle.write(legacy_line(chain, settings.AUDIT_CHECKPOINT_KEY))
+    (problem,) = verification.verify().problems
+    assert "line 2 is signed with the legacy HMAC key after lines signed with Ed25519" in str(
+        problem
+    )
 
 
 def test_a_chain_that_vanished_from_the_database_is_reported(team):

@@ -45,11 +45,18 @@ def positions(rng: random.Random, low: int, high: int) -> list[int]:
     return [rng.randint(low, high) for _ in range(POSITIONS)]
 
 
+def chain_problems(report: verification.Report) -> list[verification.Problem]:
+    """The problems found in the chains: the fixture dropped the append-only triggers, which
+    verification rightly reports as well."""
+    return [p for p in report.problems if p.chain != "database"]
+
+
 def detected(chain: AuditChain, **kwargs) -> verification.Problem:
     report = verification.verify(**kwargs)
-    assert not report.ok, "tampering went undetected"
-    assert [p.chain for p in report.problems] == [chain.key], report.problems
-    return report.problems[0]
+    problems = chain_problems(report)
+    assert problems, "tampering went undetected"
+    assert [p.chain for p in problems] == [chain.key], problems
+    return problems[0]
 
 
 def tampered(chain: AuditChain, action, *args, **verify_kwargs) -> verification.Problem:
@@ -63,10 +70,16 @@ def tampered(chain: AuditChain, action, *args, **verify_kwargs) -> verification.
 
 def test_the_genuine_chain_verifies(chain):
     report = verification.verify()
-    assert report.ok, report.problems
+    assert chain_problems(report) == [], report.problems
     assert report.events >= CHAIN_LENGTH
-    assert verification.write_checkpoints().ok
-    assert verification.verify().ok
+    assert chain_problems(verification.write_checkpoints()) == []
+    assert chain_problems(verification.verify()) == []
+    # Only the dropped triggers are reported, each by name.
+    assert [str(p) for p in report.problems] == [
+        f"database: append-only triggers: trigger {name} on audits_auditevent is missing: the "
+        "table is no longer append-only (the trigger was dropped)"
+        for name in tamper.trigger_names()
+    ]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -152,13 +165,13 @@ def test_a_fork_is_detected(chain):
 
 
 def test_a_fully_resealed_rewrite_is_caught_by_the_checkpoint(chain):
-    assert verification.write_checkpoints().ok
+    assert chain_problems(verification.write_checkpoints()) == []
     rng = random.Random(9)
     for k in positions(rng, 1, chain.length):
         # Internally consistent: without the checkpoint nothing would show.
         with transaction.atomic():
             tamper.rewrite_from(chain, k)
-            assert verification.verify(use_checkpoints=False).ok
+            assert chain_problems(verification.verify(use_checkpoints=False)) == []
             transaction.set_rollback(True)
         problem = tampered(chain, tamper.rewrite_from, k)
         assert problem.sequence == chain.length
@@ -166,7 +179,7 @@ def test_a_fully_resealed_rewrite_is_caught_by_the_checkpoint(chain):
 
 
 def test_a_truncated_tail_is_caught_by_the_checkpoint(chain):
-    assert verification.write_checkpoints().ok
+    assert chain_problems(verification.write_checkpoints()) == []
     rng = random.Random(10)
     for keep in positions(rng, 0, chain.length - 1):
         problem = tampered(chain, tamper.truncate_tail, keep)
@@ -176,7 +189,7 @@ def test_a_truncated_tail_is_caught_by_the_checkpoint(chain):
 def test_a_restored_old_backup_is_caught_by_the_checkpoint(chain):
     """The database goes back to an older state, then life goes on and new events are written:
     the chain is valid and even longer than at the checkpoint, but it is another history."""
-    assert verification.write_checkpoints().ok
+    assert chain_problems(verification.write_checkpoints()) == []
     project = chain.project
     actor = project.memberships.first().user
     rng = random.Random(11)

@@ -28,7 +28,7 @@ def login(page, user):
 
 def accessible(page, name: str) -> None:
     """No serious or critical axe-core violation, and a screenshot for the record."""
-    page.add_script_tag(path=str(AXE))
+    page.evaluate(AXE.read_text())
     results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     bad = [
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"

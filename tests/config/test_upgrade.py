@@ -131,8 +131,14 @@ def test_the_previous_release_with_its_demo_migrates_forward_intact(database, tm
     assert before["counts"]["governance_signature"] > 0
     assert before["counts"]["audits_auditevent"] > 100
     assert len(before["heads"]) == 6  # five projects and the global chain
+    # Apps added since (django-axes) bring their own content types and permissions; nothing
+    # that existed may change.
+    grown = {"auth_permission", "django_content_type"}
     for table, count in before["counts"].items():
-        assert after["counts"].get(table) == count, table
+        if table in grown:
+            assert after["counts"][table] >= count, table
+        else:
+            assert after["counts"].get(table) == count, table
     assert after["heads"] == before["heads"]
     assert before["valid"], "the demo has signatures that hold"
     assert after["valid"] == before["valid"]

@@ -1,6 +1,7 @@
 """The demo health system that `make run` loads."""
 
 import pytest
+from django.http import HttpRequest
 
 from demo.health_system import DEMO_USERS, load_demo
 from governance.models import Project, User
@@ -25,7 +26,10 @@ def test_it_loads_five_projects_in_different_phases_idempotently():
 def test_every_demo_user_can_log_in_with_the_documented_password(client):
     load_demo()
     for username, *_ in DEMO_USERS:
-        assert client.login(username=username, password="governance-demo"), username
+        # The login lockout (django-axes) checks every authentication against its request.
+        assert client.login(request=HttpRequest(), username=username, password="governance-demo"), (
+            username
+        )
     outsider = User.objects.get(username="outsider")
     client.force_login(outsider)
     assert client.get("/projects/ed-triage-assistant/").status_code == 404

@@ -1,5 +1,6 @@
 """Settings, production checks and the docker-compose file (Docker itself does not run here)."""
 
+import base64
 import os
 import shlex
 import subprocess
@@ -34,9 +35,21 @@ def test_check_deploy_is_clean_in_production_mode():
         SECRET_KEY="x" * 30 + "a-long-production-secret-key-value-1234567890",
         DEBUG="0",
         ALLOWED_HOSTS="governance.hospital.example",
+        AUDIT_CHECKPOINT_SIGNING_KEY=_ed25519_private_key(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _ed25519_private_key() -> str:
+    """A checkpoint signing key as `manage.py audit_keygen` prints it (production needs one)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    raw = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+    return base64.b64encode(raw).decode()
 
 
 def test_production_refuses_to_start_without_a_secret_key():

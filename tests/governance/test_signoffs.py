@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError, connection, transaction
@@ -142,7 +143,8 @@ def test_a_wrong_password_signs_nothing_and_leaves_a_failed_attempt(team):
 
 
 def test_repeated_failures_lock_signing_for_a_cool_off_period(team, settings):
-    settings.SIGNING_LOCKOUT_THRESHOLD = 3
+    # One lockout for login and signing (governance.lockout, tests/security/test_lockout.py).
+    settings.LOGIN_LOCKOUT_THRESHOLD = 3
     gate = in_review(team)
     chair = team[Role.COMMITTEE_CHAIR]
     for _ in range(3):
@@ -153,8 +155,8 @@ def test_repeated_failures_lock_signing_for_a_cool_off_period(team, settings):
     with pytest.raises(PermissionDenied, match="Signing is locked"):
         sign(team, gate, Role.COMMITTEE_CHAIR, "review")  # even with the right password
     assert not Signature.objects.exists()
-    past = timezone.now() - timedelta(seconds=settings.SIGNING_LOCKOUT_COOLOFF + 1)
-    ReauthFailure.objects.update(at=past)
+    past = timezone.now() - timedelta(seconds=settings.LOGIN_LOCKOUT_COOLOFF + 1)
+    AccessAttempt.objects.update(attempt_time=past)
     assert sign(team, gate, Role.COMMITTEE_CHAIR, "review").pk
 
 

@@ -12,7 +12,7 @@ COPY audits ./audits
 COPY templates ./templates
 COPY static ./static
 COPY manage.py ./
-RUN pip install --no-cache-dir . && mkdir -p /data/media /app/staticfiles && chown -R app /data /app
+RUN pip install --no-cache-dir . && mkdir -p /data/media /data/audit-checkpoints /app/staticfiles && chown -R app /data /app
 USER app
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
 EXPOSE 8000

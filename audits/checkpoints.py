@@ -10,7 +10,10 @@ A database restored from an old backup, or a chain whose tail was cut or rewritt
 matches its checkpoints.
 """
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -31,7 +34,7 @@ from audits.checkpoint_format import (
     sign,
 )
 
-__all__ = ["Checkpoint", "CheckpointError", "append", "by_chain", "path_for", "read"]
+__all__ = ["Checkpoint", "CheckpointError", "append", "by_chain", "locked", "path_for", "read"]
 
 SUFFIX = ".checkpoints.jsonl"
 
@@ -110,6 +113,26 @@ def write(checkpoint: Checkpoint) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+@contextmanager
+def locked(chain: str) -> Iterator[list[Checkpoint]]:
+    """Hold the chain's checkpoint file against other checkpoint writers, and yield its lines
+    as they are now.
+
+    Beat's task and a hand-run `audit_checkpoint` may overlap, each having verified the chain
+    at another moment; whoever appends must decide from the file as it is under the lock, or a
+    slower writer appends a shorter line after a longer one and the file fails for good. An
+    advisory `flock` on the file itself: it holds across processes and containers sharing the
+    volume, and the kernel releases it if the writer dies.
+    """
+    directory().mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path_for(chain), os.O_RDONLY | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield for_chain(chain)
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def append(chain: str, length: int, head: str, time: str) -> Checkpoint:

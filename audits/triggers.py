@@ -5,6 +5,11 @@ UPDATE and DELETE and a statement trigger for TRUNCATE, all raising an exception
 administrator can still drop them (the tamper tests do exactly that); the hash chain and the
 checkpoints are what detect changes made meanwhile, and `missing` (run by `verify_audit` and
 the checkpoint task) reports triggers that were dropped, disabled or altered.
+
+On PostgreSQL a trigger can be neutered without being dropped: enabled for replication
+sessions only (`ENABLE REPLICA TRIGGER`), recreated with `WHEN (false)`, or on other events,
+timing or level. So `missing` compares what `pg_get_triggerdef` says of each trigger with the
+definition this module installs, and requires it to fire in ordinary sessions.
 """
 
 import re
@@ -81,6 +86,56 @@ def _pg_function_body() -> str:
     return PG_FUNCTION.split("$$")[1]
 
 
+# What `pg_get_triggerdef` prints for a plain trigger. A definition that does not match at all
+# (a constraint trigger, REFERENCING, DEFERRABLE) is not one this module installs.
+_PG_TRIGGER = re.compile(
+    r"create trigger (?P<name>\w+) (?P<timing>before|after|instead of) (?P<events>.+?) "
+    r"on (?:\w+\.)?(?P<table>\w+) for each (?P<level>row|statement) "
+    r"(?:when \((?P<when>.*)\) )?execute (?:function|procedure) (?:\w+\.)?(?P<function>\w+)"
+    r"\((?P<arguments>.*)\)"
+)
+# tgenabled: 'O' fires in ordinary sessions, 'A' always; 'R' only for replication sessions
+# (session_replication_role = replica), 'D' never.
+_PG_FIRES = {"O", "A"}
+
+
+def _pg_shape(definition: str) -> tuple[str | None, ...] | None:
+    """A trigger definition as what decides when it fires: timing, events (in any order),
+    table, row or statement, condition, function and arguments."""
+    match = _PG_TRIGGER.fullmatch(_normalised(definition))
+    if match is None:
+        return None
+    events = " or ".join(sorted(match["events"].split(" or ")))
+    return (
+        match["timing"],
+        events,
+        match["table"],
+        match["level"],
+        match["when"],
+        match["function"],
+        match["arguments"],
+    )
+
+
+def _pg_problem(name: str, table: str, found: tuple[str, str, str], expected: str) -> str | None:
+    enabled, function, definition = found
+    if enabled == "D":
+        return f"trigger {name} on {table} is disabled: the table is no longer append-only"
+    if enabled not in _PG_FIRES:
+        return (
+            f"trigger {name} on {table} fires only in replication sessions (ENABLE REPLICA "
+            "TRIGGER): the table is no longer append-only"
+        )
+    if function != "refuse_append_only_change":
+        return f"trigger {name} on {table} was altered: it calls {function}()"
+    if _pg_shape(definition) != _pg_shape(expected):
+        return (
+            f'trigger {name} on {table} was altered: it is defined as "{definition}", not as '
+            "installed, so it may no longer refuse the change"
+        )
+    return None
+
+
 def missing(connection: BaseDatabaseWrapper, tables: list[str] | None = None) -> list[str]:
     """What is wrong with the append-only triggers of `tables` (all of them by default).
 
@@ -111,12 +166,14 @@ def missing(connection: BaseDatabaseWrapper, tables: list[str] | None = None) ->
             }
             if vendor == "postgresql":
                 cursor.execute(
-                    "SELECT t.tgname, t.tgenabled, p.proname FROM pg_trigger t "
-                    "JOIN pg_proc p ON p.oid = t.tgfoid "
+                    "SELECT t.tgname, t.tgenabled, p.proname, pg_get_triggerdef(t.oid) "
+                    "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
                     "WHERE t.tgrelid = to_regclass(%s) AND NOT t.tgisinternal",
                     [table],
                 )
-                found = {name: (enabled, function) for name, enabled, function in cursor.fetchall()}
+                found: dict[str, tuple[str, ...]] = {
+                    row[0]: tuple(row[1:]) for row in cursor.fetchall()
+                }
             else:
                 cursor.execute(
                     "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
@@ -129,15 +186,12 @@ def missing(connection: BaseDatabaseWrapper, tables: list[str] | None = None) ->
                         f"trigger {name} on {table} is missing: the table is no longer "
                         "append-only (the trigger was dropped)"
                     )
-                elif vendor == "postgresql" and found[name][0] == "D":
-                    problems.append(
-                        f"trigger {name} on {table} is disabled: the table is no longer append-only"
-                    )
-                elif vendor == "postgresql" and found[name][1] != "refuse_append_only_change":
-                    problems.append(
-                        f"trigger {name} on {table} was altered: it calls {found[name][1]}()"
-                    )
-                elif vendor == "sqlite" and _normalised(found[name][1]) != _normalised(statement):
+                elif vendor == "postgresql":
+                    enabled, function, definition = found[name]
+                    problem = _pg_problem(name, table, (enabled, function, definition), statement)
+                    if problem is not None:
+                        problems.append(problem)
+                elif _normalised(found[name][1]) != _normalised(statement):
                     problems.append(
                         f"trigger {name} on {table} was altered: it no longer refuses the change"
                     )

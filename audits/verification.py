@@ -129,15 +129,26 @@ def _missing(
         written = entry.checkpoint
         if (written.length, written.head, written.signature) in present:
             continue
-        path = checkpoints.directory() / entry.file
-        why = "was deleted" if not path.exists() else "no longer holds it (rewritten)"
+        folder = checkpoints.directory()
+        path = folder / entry.file
+        if not folder.is_dir():
+            # Most often a host (or container) that does not mount the checkpoint volume the
+            # writer uses: still a failure, since the files cannot be checked here.
+            why = (
+                f"no checkpoint directory at {folder} on this host: mount the checkpoint volume "
+                "here, or the files were deleted"
+            )
+        elif not path.exists():
+            why = f"its file {path} was deleted"
+        else:
+            why = f"its file {path} no longer holds it (rewritten)"
         return Problem(
             chain.key,
             None,
             None,
             f"the checkpoint of {written.time} ({written.length} events, head "
             f"{written.head[:12]}…, key {written.key_id}), recorded in the global chain at event "
-            f"#{entry.sequence}, is missing: its file {path} {why}",
+            f"#{entry.sequence}, is missing: {why}",
         )
     return None
 
@@ -249,38 +260,38 @@ def _only_checkpoints_since(chain: AuditChain, length: int) -> bool:
     )
 
 
-def write_checkpoints() -> Report:
-    """Verify every chain and, for each one that verifies and grew, append a signed checkpoint
-    and record it as an `audit.checkpoint` event of the global chain.
+def _due(chain: AuditChain, result: hashchain.WalkResult, lines: list[Checkpoint]) -> bool:
+    """Whether the verified chain calls for a new checkpoint after the file's last line."""
+    previous = lines[-1] if lines else None
+    if previous is None:
+        return True
+    # Another writer got there first with a newer (or as new) verification: a line of this
+    # one now would record fewer events than the line before, and the file would fail for good.
+    if previous.length > result.length:
+        return False
+    # A chain whose last checkpoint is a legacy HMAC line gets an Ed25519 one, recorded in
+    # the global chain, even if it did not grow: from then on its file must exist.
+    if previous.is_legacy:
+        return True
+    if previous.length == result.length:
+        return False
+    # Recording checkpoints grows the global chain: that alone is no reason for another.
+    return not (chain.key == GLOBAL_CHAIN and _only_checkpoints_since(chain, previous.length))
 
-    A chain that fails gets no new checkpoint: the last good one stays the reference. Missing
-    append-only triggers are reported, but do not stop the checkpoints of chains that verify.
+
+def checkpoint_chain(chain: AuditChain, result: hashchain.WalkResult) -> Checkpoint | None:
+    """Append a signed checkpoint of the verified `result` to the chain's file and record it as
+    an `audit.checkpoint` event of the global chain, unless the file already has it (or a newer
+    one). Returns the checkpoint written, or None.
+
+    The chain's file is locked from reading its last line until the event commits, so
+    concurrent writers append in order: one that verified earlier than the last line skips.
     The event is written in the same transaction as the line, before it: a line whose event
     did not commit is harmless (it is still signed), an event without its line is tampering.
     """
-    report = Report(problems=trigger_problems())
-    try:
-        lines = checkpoints.by_chain()
-    except CheckpointError as exc:
-        report.problems.append(Problem("checkpoints", None, None, str(exc)))
-        return report
-    recorded = recorded_checkpoints()
-    for chain in AuditChain.objects.order_by("key"):
-        result, problem = verify_chain(chain, lines.get(chain.key), recorded.get(chain.key))
-        report.chains += 1
-        report.events += result.length
-        if problem:
-            report.problems.append(problem)
-            continue
-        previous = lines[chain.key][-1] if lines.get(chain.key) else None
-        # A chain whose last checkpoint is a legacy HMAC line gets an Ed25519 one, recorded in
-        # the global chain, even if it did not grow: from then on its file must exist.
-        if previous is not None and not previous.is_legacy:
-            if (previous.length, previous.head) == (result.length, result.head):
-                continue
-            # Recording checkpoints grows the global chain: that alone is no reason for another.
-            if chain.key == GLOBAL_CHAIN and _only_checkpoints_since(chain, previous.length):
-                continue
+    with checkpoints.locked(chain.key) as lines:
+        if not _due(chain, result, lines):
+            return None
         checkpoint = checkpoints.signed(
             chain.key, result.length, result.head, checkpoints.now_iso()
         )
@@ -298,5 +309,38 @@ def write_checkpoints() -> Report:
                 },
             )
             checkpoints.write(checkpoint)
-        report.checkpointed += 1
+    return checkpoint
+
+
+def write_checkpoints() -> Report:
+    """Verify every chain and, for each one that verifies and grew, append a signed checkpoint
+    and record it as an `audit.checkpoint` event of the global chain (`checkpoint_chain`).
+
+    A chain that fails gets no new checkpoint: the last good one stays the reference. Missing
+    append-only triggers are reported, but do not stop the checkpoints of chains that verify.
+    Safe to run concurrently with itself (beat's task and a hand-run `audit_checkpoint`).
+    """
+    report = Report(problems=trigger_problems())
+    try:
+        lines = checkpoints.by_chain()
+    except CheckpointError as exc:
+        report.problems.append(Problem("checkpoints", None, None, str(exc)))
+        return report
+    recorded = recorded_checkpoints()
+    for chain in AuditChain.objects.order_by("key"):
+        result, problem = verify_chain(chain, lines.get(chain.key), recorded.get(chain.key))
+        report.chains += 1
+        report.events += result.length
+        if problem:
+            report.problems.append(problem)
+            continue
+        # Most chains have not grown: decide that without taking the file's lock.
+        if not _due(chain, result, lines.get(chain.key, [])):
+            continue
+        try:
+            written = checkpoint_chain(chain, result)
+        except CheckpointError as exc:  # the file changed since it was read: report, go on
+            report.problems.append(Problem(chain.key, None, None, str(exc)))
+            continue
+        report.checkpointed += written is not None
     return report

@@ -1,17 +1,35 @@
-"""The admin site: Django's, with the own-password change routed through the audited service,
-and the rule for linking to it from the site's pages."""
+"""The admin site: Django's, with the own-password change checked under the login lockout and
+routed through the audited service, and the rule for linking to it from the site's pages."""
 
 from django.contrib import admin
 from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.views import PasswordChangeView
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 
+from governance.lockout import LockedOut, check_own_password
 from governance.services import user_set_password
 
 
 class AuditedPasswordChangeForm(PasswordChangeForm):
+    def clean_old_password(self) -> str:
+        # Django's check_password here would be a password oracle outside the lockout: the old
+        # password is checked, counted and refused during a lock like a login.
+        old_password = self.cleaned_data["old_password"]
+        try:
+            outcome = check_own_password(
+                user=self.user, password=old_password, purpose="Password change"
+            )
+        except LockedOut as exc:
+            raise ValidationError(str(exc), code="locked_out") from exc
+        if outcome.problem is not None:
+            raise ValidationError(
+                self.error_messages["password_incorrect"], code="password_incorrect"
+            )
+        return old_password
+
     def save(self, commit: bool = True):
         self.user = user_set_password(
             actor=self.user, user=self.user, password=self.cleaned_data["new_password1"]

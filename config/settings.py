@@ -239,20 +239,25 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Authentication lockout (django-axes, governance/lockout.py): this many failed passwords for
-# one account, or from one address, lock it for the cool-off (seconds) at the login page, the
-# admin login and signing alike. SIGNING_LOCKOUT_* are the names of earlier releases, still read.
+# one account, or (a higher limit: many people may share one) from one address, lock it for the
+# cool-off (seconds) at the login page, the admin login, signing and password change alike.
+# SIGNING_LOCKOUT_* are the names of earlier releases, still read.
 LOGIN_LOCKOUT_THRESHOLD = env_int(
     "LOGIN_LOCKOUT_THRESHOLD", env_int("SIGNING_LOCKOUT_THRESHOLD", 5, minimum=1), minimum=1
 )
+# Never below LOGIN_LOCKOUT_THRESHOLD (governance.lockout.address_failure_limit).
+LOGIN_LOCKOUT_ADDRESS_THRESHOLD = env_int("LOGIN_LOCKOUT_ADDRESS_THRESHOLD", 50, minimum=1)
 LOGIN_LOCKOUT_COOLOFF = env_int(
     "LOGIN_LOCKOUT_COOLOFF", env_int("SIGNING_LOCKOUT_COOLOFF", 900, minimum=60), minimum=60
 )
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_HANDLER = "governance.lockout.LockoutHandler"  # axes' database handler, two limits
 AXES_FAILURE_LIMIT = "governance.lockout.failure_limit"
 AXES_COOLOFF_TIME = "governance.lockout.cool_off"
 AXES_LOCKOUT_PARAMETERS = "governance.lockout.lockout_parameters"  # account, address: each alone
 AXES_CLIENT_IP_CALLABLE = "audits.middleware.client_ip"  # the audit trail's proxy rule
 AXES_LOCKOUT_CALLABLE = "governance.lockout.lockout_response"
+# A success clears the failures of the account that succeeded only, not its address's
+# (LockoutHandler.reset_user_attempts).
 AXES_RESET_ON_SUCCESS = True
 # A refused attempt during a lock is not counted again: the lock ends one cool-off after it began.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False

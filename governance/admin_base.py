@@ -2,7 +2,8 @@
 
 A `ServiceForm` calls its service while the form is validated (inside the admin's own
 transaction), so a refused change is shown next to the field instead of as a server error, and
-the admin's `save_model` has nothing left to do.
+the admin's `save_model` has nothing left to do. A form whose service reads much first (a whole
+upload) runs that check before the admin opens its transaction (`check_via_service`).
 """
 
 from collections.abc import Callable
@@ -59,6 +60,20 @@ class ServiceForm(forms.ModelForm):
     """A model form whose `save_via_service` performs the write through a service."""
 
     actor: User
+    # The service's error keys that name a form field of another name ({"file": "upload"}).
+    service_fields: dict[str, str] = {}
+    # Set by `ServiceModelAdmin.changeform_view` from `check_via_service`, run before the
+    # admin's transaction: its result for `save_via_service`, or the refusal to show.
+    checked: Any = None
+    refused: ValidationError | PermissionDenied | None = None
+    checking = False
+
+    def check_via_service(self) -> Any:
+        """The service's checks that read much (a whole upload), whose result the service takes
+        instead of checking again. On SQLite any transaction holds the whole database's write
+        lock, so the admin runs them before it opens its own; `save_via_service` then finds
+        the result in `self.checked`. None: nothing to check first."""
+        return None
 
     def save_via_service(self) -> Model:
         raise NotImplementedError
@@ -67,7 +82,15 @@ class ServiceForm(forms.ModelForm):
         # No model validation here: the service validates, with messages meant for people.
         if self.errors:
             return
+        if self.checking:
+            try:
+                self.checked = self.check_via_service()
+            except (ValidationError, PermissionDenied) as exc:
+                self.refused = exc
+            return
         try:
+            if self.refused is not None:
+                raise self.refused
             # Several services may run for one form: all of them land, or none.
             with transaction.atomic():
                 self.instance = self.save_via_service()
@@ -87,7 +110,9 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc.messages)
         return
-    for field, errors in exc.message_dict.items():
+    renamed: dict[str, str] = getattr(form, "service_fields", {})
+    for key, errors in exc.message_dict.items():
+        field = renamed.get(key, key)
         if field in form.fields:
             form.add_error(field, errors)
         else:
@@ -103,7 +128,32 @@ class ServiceModelAdmin(admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"actor": request.user})
+        checked, refused = request.__dict__.get("_service_form_check", (None, None))
+        return type(
+            form.__name__,
+            (form,),
+            {"actor": request.user, "checked": checked, "refused": refused},
+        )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ):
+        # Django runs every POST of this view in one transaction, and on SQLite that holds the
+        # whole database's write lock: a form's slow checks (reading a large upload) run first,
+        # outside it, and the form validated inside gets their result (see `get_form`).
+        if request.method == "POST" and object_id is None and self.has_add_permission(request):
+            form = self.get_form(request, None, change=False)
+            check = getattr(form, "check_via_service", ServiceForm.check_via_service)
+            if check is not ServiceForm.check_via_service:
+                first = form(request.POST, request.FILES)
+                first.checking = True
+                first.is_valid()
+                request.__dict__["_service_form_check"] = (first.checked, first.refused)
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
         # The service already saved the object while the form was validated.

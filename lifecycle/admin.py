@@ -387,13 +387,33 @@ class EvaluationRunForm(ServiceForm):
         help_text="Comma-separated metric keys; empty uses the task category's preset.",
     )
 
+    service_fields = {"file": "upload"}
+
     class Meta:
         model = EvaluationRun
         fields = ["gate", "model_version", "dataset_version", "task", "seed", "resamples"]
 
+    def _metrics(self) -> list[str]:
+        text = self.cleaned_data.get("metrics_text", "")
+        return [m.strip() for m in text.split(",") if m.strip()]
+
+    def check_via_service(self) -> evaluation_services.EvaluationUpload:
+        # Reads the whole file: the admin runs this before it opens its transaction.
+        data = self.cleaned_data
+        return evaluation_services.evaluation_upload_check(
+            user=self.actor,
+            gate=data["gate"],
+            model_version=data["model_version"],
+            dataset_version=data["dataset_version"],
+            upload=data["upload"],
+            task=data.get("task") or "",
+            metrics=self._metrics(),
+            seed=data["seed"],
+            resamples=data["resamples"],
+        )
+
     def save_via_service(self) -> EvaluationRun:
         data = self.cleaned_data
-        metrics = [m.strip() for m in data.get("metrics_text", "").split(",") if m.strip()]
         return evaluation_services.evaluation_run_start(
             actor=self.actor,
             gate=data["gate"],
@@ -401,9 +421,10 @@ class EvaluationRunForm(ServiceForm):
             dataset_version=data["dataset_version"],
             upload=data["upload"],
             task=data.get("task") or "",
-            metrics=metrics,
+            metrics=self._metrics(),
             seed=data["seed"],
             resamples=data["resamples"],
+            checked=self.checked,
         )
 
 
@@ -467,6 +488,7 @@ class EvaluationRunAdmin(ServiceModelAdmin):
         "warnings",
         "provenance",
         "attempts",
+        "requeued_at",
         "requested_by",
         "created_at",
         "started_at",

@@ -160,6 +160,12 @@ class EvaluationRun(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requeued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a job was last queued for it again: when a worker gave it back to "
+        "retry, or the sweep found it stuck. Empty: queued once, at upload.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -201,7 +207,8 @@ class EvaluationRun(models.Model):
         now = timezone.now()
         stale_after = timedelta(seconds=settings.EVALUATION_STALE_AFTER)
         if self.status == RunStatus.QUEUED:
-            # Queued since upload, or since a worker last gave it back to retry.
+            # Queued since upload, or since a worker last gave it back to retry (not
+            # `requeued_at`, which the sweep moves each time it queues the run again).
             since = max(self.created_at, self.heartbeat_at or self.created_at)
             if now - since >= stale_after:
                 return (

@@ -498,7 +498,8 @@ def evaluation_run_release(*, run_id: int, token: uuid.UUID, reason: str) -> boo
         return False
     run.status = RunStatus.QUEUED
     run.progress_message = "waiting to retry"
-    run.save(update_fields=["status", "progress_message"])
+    run.requeued_at = timezone.now()
+    run.save(update_fields=["status", "progress_message", "requeued_at"])
     record(
         actor=None,
         action=Action.EVALUATION_REQUEUE,
@@ -515,19 +516,35 @@ def evaluation_runs_requeue_stuck(
     *, queued_before: datetime.datetime, stale_before: datetime.datetime
 ) -> list[int]:
     """Queue again the runs stuck in queued (lost messages) and the running ones whose worker
-    stopped sending heartbeats. Each is re-enqueued in its own transaction."""
+    stopped sending heartbeats. Each is re-enqueued in its own transaction.
+
+    A run is queued again at most once per stale period, counted from when a job was last
+    queued for it (upload, or `requeued_at`): while no worker is up, or the queue is backed
+    up, a sweep every minute would otherwise add a message and a requeue event each time.
+    """
+    queued_long_ago = Q(status=RunStatus.QUEUED) & (
+        Q(requeued_at__isnull=True, created_at__lt=queued_before) | Q(requeued_at__lt=queued_before)
+    )
+    lost_its_worker = Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before) & (
+        Q(requeued_at__isnull=True) | Q(requeued_at__lt=stale_before)
+    )
     stuck = list(
-        EvaluationRun.objects.filter(
-            Q(status=RunStatus.QUEUED, created_at__lt=queued_before)
-            | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale_before)
-        ).values_list("pk", "status")
+        EvaluationRun.objects.filter(queued_long_ago | lost_its_worker).values_list("pk", "status")
     )
     requeued = []
     for run_id, status in stuck:
         with transaction.atomic():
-            run = EvaluationRun.objects.select_for_update().get(pk=run_id)
-            if run.status != status:
+            # Again under the lock: another sweep (a starting worker's, beat's) may have
+            # queued it meanwhile.
+            run = (
+                EvaluationRun.objects.select_for_update()
+                .filter(queued_long_ago | lost_its_worker, pk=run_id, status=status)
+                .first()
+            )
+            if run is None:
                 continue
+            run.requeued_at = timezone.now()
+            run.save(update_fields=["requeued_at"])
             record(
                 actor=None,
                 action=Action.EVALUATION_REQUEUE,

@@ -84,6 +84,13 @@ def test_compose_has_the_five_services_with_health_checks():
         assert "healthcheck" in service, name
     assert "uploads" in COMPOSE["volumes"]
     assert any("uploads:" in v for v in services["web"]["volumes"])
+    # The worker writes the audit checkpoints and web verifies them: one shared volume, or every
+    # recorded checkpoint looks deleted. And never DEBUG, whatever the development .env says.
+    assert "checkpoints" in COMPOSE["volumes"]
+    for name in ("web", "worker", "beat"):
+        directory = services[name]["environment"]["AUDIT_CHECKPOINT_DIR"]
+        assert f"checkpoints:{directory}" in services[name]["volumes"], name
+        assert services[name]["environment"]["DEBUG"] == "0", name
 
 
 def _commands(service: dict) -> list[list[str]]:

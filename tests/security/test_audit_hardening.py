@@ -86,8 +86,30 @@ def test_it_names_the_missing_checkpoint_when_the_directory_is_deleted_after_a_r
         f"({first.length} events, head {first.head[:12]}…, key {first.key_id}), recorded in the "
         "global chain at event #"
     ) in err
-    assert f"is missing: its file {expected} was deleted" in err
+    assert (
+        f"is missing: no checkpoint directory at {settings.AUDIT_CHECKPOINT_DIR} on this host: "
+        "mount the checkpoint volume here, or the files were deleted"
+    ) in err
     assert "TAMPERING DETECTED: global: chain: the checkpoint of " in err  # its file went too
+    assert str(expected) not in err
+
+
+def test_a_host_without_the_checkpoint_volume_is_told_to_mount_it(
+    project_chain, settings, tmp_path
+):
+    """The worker writes the checkpoints; a web container that does not mount the same volume
+    sees the events that record them but no directory."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "not-mounted"
+    status, _, err = verify_audit()
+    assert status == 1
+    lines = err.splitlines()
+    assert len(lines) == 2  # the global chain and the project's
+    for line in lines:
+        assert line.endswith(
+            f"is missing: no checkpoint directory at {tmp_path / 'not-mounted'} on this host: "
+            "mount the checkpoint volume here, or the files were deleted"
+        )
+    assert not (tmp_path / "not-mounted").exists()  # verifying creates nothing
 
 
 def test_it_fails_when_one_chains_checkpoint_file_is_deleted(project_chain):
@@ -106,6 +128,63 @@ def test_it_fails_when_a_recorded_line_is_removed_from_a_checkpoint_file(project
     status, _, err = verify_audit("--project", project_chain.project.slug)
     assert status == 1
     assert "is missing: its file" in err and "no longer holds it (rewritten)" in err
+
+
+@pytest.mark.parametrize("meanwhile", ["the chain grew", "nothing happened"])
+def test_a_slower_checkpoint_writer_never_appends_a_stale_line(
+    project_chain, team, monkeypatch, meanwhile
+):
+    """Beat's task and a hand-run `audit_checkpoint` overlap: writer A verifies the project's
+    chain, then writer B verifies and checkpoints it (after more events, or none), then A
+    appends. A must not write its older (or same) line after B's."""
+    key = project_chain.key
+    path = checkpoints.path_for(key)
+    comment(team, "to checkpoint")
+    real_verify = verification.verify_chain
+    overtaken = []
+
+    def verify_then_overtaken(chain, *args):
+        outcome = real_verify(chain, *args)
+        if chain.key == key and not overtaken:
+            overtaken.append(chain.key)  # writer B runs now, between A's verify and A's write
+            if meanwhile == "the chain grew":
+                comment(team, "while writer A was verifying")
+            assert verification.write_checkpoints().checkpointed >= 1
+        return outcome
+
+    monkeypatch.setattr(verification, "verify_chain", verify_then_overtaken)
+    report = verification.write_checkpoints()  # writer A
+    assert overtaken == [key]
+    assert report.ok, report.problems
+
+    lengths = [c.length for c in checkpoints.read(path)]
+    assert lengths == sorted(set(lengths))  # never fewer events than the line before, no repeat
+    chain = AuditChain.objects.get(pk=project_chain.pk)
+    assert lengths[-1] == chain.length
+    recorded = verification.recorded_checkpoints(chain)[key]
+    assert [r.checkpoint.length for r in recorded] == lengths
+    status, _, err = verify_audit()
+    assert (status, err) == (0, "")
+
+
+def test_a_checkpoint_writer_holds_the_chains_file_until_its_line_is_written(project_chain):
+    """Another process (or container sharing the volume) taking the same lock waits."""
+    import fcntl
+
+    path = checkpoints.path_for(project_chain.key)
+    with checkpoints.locked(project_chain.key) as lines:
+        assert [c.length for c in lines] == [c.length for c in checkpoints.read(path)]
+        other = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    other = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+    finally:
+        os.close(other)
 
 
 # --- 7. Ed25519, every line, a key in production ------------------------------------------------
@@ -316,6 +395,71 @@ def test_a_disabled_trigger_fails_verification_on_postgresql(postgres, team):
     status, _, err = verify_audit()
     assert status == 1
     assert f"trigger {table}_append_only on {table} is disabled" in err
+
+
+EVENTS = tamper.TABLE
+NEUTERED = {
+    # (table, how the trigger was neutered, the SQL, what verify_audit says)
+    "replica": (
+        EVENTS,
+        "ALTER TABLE {table} ENABLE REPLICA TRIGGER {table}_append_only",
+        "trigger {table}_append_only on {table} fires only in replication sessions (ENABLE "
+        "REPLICA TRIGGER): the table is no longer append-only",
+    ),
+    "when-false": (
+        EVENTS,
+        "DROP TRIGGER {table}_append_only ON {table}; CREATE TRIGGER {table}_append_only BEFORE "
+        "UPDATE OR DELETE ON {table} FOR EACH ROW WHEN (false) EXECUTE FUNCTION "
+        "refuse_append_only_change()",
+        'trigger {table}_append_only on {table} was altered: it is defined as "CREATE TRIGGER '
+        "{table}_append_only BEFORE DELETE OR UPDATE ON public.{table} FOR EACH ROW WHEN (false) "
+        'EXECUTE FUNCTION refuse_append_only_change()", not as installed',
+    ),
+    "wrong-events": (
+        EVENTS,
+        "DROP TRIGGER {table}_append_only ON {table}; CREATE TRIGGER {table}_append_only BEFORE "
+        "INSERT ON {table} FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change()",
+        'trigger {table}_append_only on {table} was altered: it is defined as "CREATE TRIGGER '
+        "{table}_append_only BEFORE INSERT ON public.{table} FOR EACH STATEMENT EXECUTE "
+        'FUNCTION refuse_append_only_change()", not as installed',
+    ),
+    "deletes-let-through": (
+        "governance_signature",
+        "DROP TRIGGER {table}_append_only ON {table}; CREATE TRIGGER {table}_append_only BEFORE "
+        "UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change()",
+        "trigger {table}_append_only on {table} was altered: it is defined as",
+    ),
+    "signature-replica": (
+        "governance_signature",
+        "ALTER TABLE {table} ENABLE REPLICA TRIGGER {table}_append_only",
+        "trigger {table}_append_only on {table} fires only in replication sessions",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NEUTERED)
+def test_a_neutered_trigger_fails_verification_on_postgresql(postgres, team, case):
+    """Enabled for replication only, recreated WHEN (false) or on other events: the trigger is
+    still there and still calls the right function, but no longer refuses the change."""
+    comment(team)
+    table, statement, message = NEUTERED[case]
+    assert verify_audit()[0] == 0
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for part in statement.format(table=table).split("; "):
+            cursor.execute(part)
+        if table == EVENTS and case != "wrong-events":
+            # Neutered indeed: an ordinary session may now rewrite an event.
+            cursor.execute(f"UPDATE {table} SET id = id WHERE id = (SELECT min(id) FROM {table})")
+            assert cursor.rowcount == 1
+    status, _, err = verify_audit()
+    assert status == 1
+    assert (
+        "TAMPERING DETECTED: database: append-only triggers: " + message.format(table=table)
+    ) in err
+    triggers.uninstall(connection, table)  # as migrations install them: verifies again
+    triggers.install(connection, table)
+    assert verify_audit()[0] == 0
 
 
 # --- 15. Offline verification needs no configuration ---------------------------------------------

@@ -457,3 +457,50 @@ def test_the_gate_is_checked_again_under_the_lock_after_the_read(live_db, client
     assert response.status_code == 400
     assert "gate is locked" in response.json()["error"]["fields"]["gate"][0]
     _stored_nothing(before)
+
+
+def _admin_upload(client, team, name: str, data: bytes):
+    model, dataset = team.project.model_versions.get(), team.project.dataset_versions.get()
+    return client.post(
+        "/admin/lifecycle/evaluationrun/add/",
+        {
+            "gate": team.project.gates.get(phase=Phase.PLANNING).pk,
+            "model_version": model.pk,
+            "dataset_version": dataset.pk,
+            "upload": SimpleUploadedFile(name, data),
+            "task": "",
+            "metrics_text": "auroc",
+            "seed": 0,
+            "resamples": 100,
+        },
+    )
+
+
+def test_an_admin_upload_reads_the_file_before_the_admin_opens_its_transaction(
+    live_db, client, reads
+):
+    # Django's admin runs every add in one transaction: the file is read before it, and a
+    # refused file is still shown in the admin's form, under the file input.
+    from tests.factories import make_team
+
+    team = make_team()
+    make_versions(team)
+    steward = team[Role.DATA_STEWARD]
+    steward.is_staff = True
+    steward.save()
+    client.force_login(steward)
+    name, data, line, field, reason = HOSTILE["5,001-digit integer"]
+    before = AuditEvent.objects.count()
+    refused = _admin_upload(client, team, name, data)
+    assert refused.status_code == 200
+    assert reads == [False]
+    page = refused.content.decode()
+    errors = page[page.index('id="id_upload_error"') :]
+    assert _sentence(line, field, reason) in html.unescape(errors[: errors.index("</ul>")])
+    _stored_nothing(before)
+
+    assert _admin_upload(client, team, "r.jsonl", VALID).status_code == 302
+    assert reads == [False, False]
+    run = EvaluationRun.objects.get()
+    assert run.original_name == "r.jsonl" and run.requested_by == steward
+    assert AuditEvent.objects.filter(action="evaluation_run.start").count() == 1

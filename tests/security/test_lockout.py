@@ -92,10 +92,16 @@ def test_the_lock_starts_at_the_threshold_and_says_when_it_ends(client, settings
 
 
 def test_one_address_is_locked_across_usernames(client):
-    for n in range(5):
-        log_in(client, f"guessed-name-{n}", "guess", address="203.0.113.7")
+    """An address has its own limit (LOGIN_LOCKOUT_ADDRESS_THRESHOLD, default 50)."""
     user = UserFactory()
+    for n in range(49):
+        log_in(client, f"guessed-name-{n}", "guess", address="203.0.113.7")
+    assert log_in(client, user.username, PASSWORD, address="203.0.113.7").status_code == 302
+    client.logout()
+    log_in(client, "guessed-name-49", "guess", address="203.0.113.7")
     assert_locked_page(log_in(client, user.username, PASSWORD, address="203.0.113.7"))
+    locked = AuditEvent.objects.filter(action="auth.locked_out").get()
+    assert locked.after["ip_address"] == "203.0.113.7" and locked.after["failures"] == 50
     assert log_in(client, user.username, PASSWORD, address="198.51.100.2").status_code == 302
     assert logged_in(client)
 
@@ -114,7 +120,8 @@ def test_the_address_is_the_audit_trails_so_a_forged_forwarded_for_does_not_esca
     """Behind one trusted proxy the client is the hop the proxy wrote; what the client writes
     further left changes nothing (audits.middleware.client_ip, the one rule)."""
     settings.TRUSTED_PROXY_COUNT = 1
-    for n in range(5):
+    settings.LOGIN_LOCKOUT_ADDRESS_THRESHOLD = 6
+    for n in range(6):
         log_in(
             client,
             f"guessed-name-{n}",
@@ -155,6 +162,62 @@ def test_a_successful_login_clears_the_count(client):
     for _ in range(4):
         log_in(client, user.username, "guess")
     assert log_in(client, user.username, PASSWORD).status_code == 302
+
+
+def test_five_failed_logins_from_a_shared_address_do_not_lock_everyone_out(client):
+    """Behind a hospital NAT, or a proxy TRUSTED_PROXY_COUNT does not name, everyone shares one
+    address: as many failures as lock one account must not lock them all."""
+    for n in range(5):
+        refused = log_in(client, f"guessed-name-{n}", "guess", address="10.0.0.1")
+        assert refused.status_code == 200 and "Log in" in refused.content.decode()
+    user = UserFactory()
+    assert log_in(client, user.username, PASSWORD, address="10.0.0.1").status_code == 302
+    assert logged_in(client)
+
+
+def test_the_address_limit_is_never_below_the_account_limit(client, settings):
+    settings.LOGIN_LOCKOUT_ADDRESS_THRESHOLD = 2
+    for n in range(4):
+        log_in(client, f"guessed-name-{n}", "guess", address="203.0.113.7")
+    user = UserFactory()
+    assert log_in(client, user.username, PASSWORD, address="203.0.113.7").status_code == 302
+    client.logout()
+    log_in(client, "guessed-name-4", "guess", address="203.0.113.7")
+    assert_locked_page(log_in(client, user.username, PASSWORD, address="203.0.113.7"))
+
+
+def test_logging_in_to_ones_own_account_does_not_clear_the_addresss_failures(client, settings):
+    """An insider with one valid account guesses four passwords of each colleague, logging in
+    as themselves in between: their success clears their own failures only, so the colleagues'
+    counts and the address's count go on."""
+    settings.LOGIN_LOCKOUT_ADDRESS_THRESHOLD = 10
+    insider = UserFactory()
+    colleagues = UserFactory.create_batch(3)
+    for colleague in colleagues[:2]:
+        for _ in range(4):
+            log_in(client, colleague.username, "guess", address="203.0.113.7")
+        assert log_in(client, insider.username, PASSWORD, address="203.0.113.7").status_code == 302
+        client.logout()
+    # The first colleague's account kept its four failures: one more, from anywhere, locks it.
+    log_in(client, colleagues[0].username, "guess", address="198.51.100.2")
+    assert_locked_page(log_in(client, colleagues[0].username, PASSWORD, address="192.0.2.5"))
+    # Two more guesses from the address make its tenth failure: it is locked for everyone.
+    for _ in range(2):
+        log_in(client, colleagues[2].username, "guess", address="203.0.113.7")
+    assert_locked_page(log_in(client, insider.username, PASSWORD, address="203.0.113.7"))
+    assert not logged_in(client)
+
+
+def test_a_successful_login_clears_only_that_accounts_failures(client):
+    insider, colleague = UserFactory(), UserFactory()
+    for _ in range(4):
+        log_in(client, colleague.username, "guess")
+    for _ in range(3):
+        log_in(client, insider.username, "guess")
+    assert log_in(client, insider.username, PASSWORD).status_code == 302
+    assert not AccessAttempt.objects.filter(username=insider.username).exists()
+    counted = AccessAttempt.objects.filter(username=colleague.username)
+    assert counted.aggregate(n=Sum("failures_since_start"))["n"] == 4
 
 
 # --- The audit trail ---------------------------------------------------------------------------
@@ -271,6 +334,21 @@ def test_a_locked_signer_is_refused_without_a_password_check(team, gate_in_revie
     assert ReauthFailure.objects.count() == 5
 
 
+def test_signing_does_not_clear_the_failures_of_other_accounts_from_the_address(
+    client, team, gate_in_review
+):
+    """Re-authentication's success clears the signer's own failures, as a login does, and
+    no one else's: a colleague guessed at from the same address stays counted."""
+    colleague = UserFactory()
+    for _ in range(4):
+        log_in(Client(), colleague.username, "guess")  # the signer's address, 127.0.0.1
+    client.force_login(team[Role.COMMITTEE_CHAIR])
+    assert sign_page(client, team, PASSWORD).status_code == 302
+    assert Signature.objects.count() == 1
+    log_in(Client(), colleague.username, "guess", address="198.51.100.2")
+    assert_locked_page(log_in(Client(), colleague.username, PASSWORD))
+
+
 def test_signing_over_the_api_answers_429_when_locked(team, gate_in_review):
     client = client_for(team[Role.COMMITTEE_CHAIR])
     url = f"/api/v1/projects/{team.project.slug}/gates/planning/signoffs/"
@@ -282,6 +360,66 @@ def test_signing_over_the_api_answers_429_when_locked(team, gate_in_review):
     error = locked.json()["error"]
     assert error["code"] == "locked_out" and "Signing is locked" in error["message"]
     assert locked["Retry-After"] == "900"
+
+
+# --- Changing one's password shares the rule ----------------------------------------------------
+
+NEW_PASSWORD = "a-new-long-passphrase-42"
+
+
+def change_password(client, old_password):
+    return client.post(
+        reverse("admin:password_change"),
+        {
+            "old_password": old_password,
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
+    )
+
+
+def test_wrong_old_passwords_at_the_admin_password_change_lock_it(client):
+    """The old-password field is a password check like any other: thirty guesses there are not
+    thirty free tries, and the fifth failure locks the account everywhere."""
+    user = UserFactory(is_staff=True)
+    client.force_login(user)
+    for _ in range(5):
+        page = change_password(client, "guess")
+        assert page.status_code == 200
+        assert "Your old password was entered incorrectly" in page.content.decode()
+    page = change_password(client, PASSWORD)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Password change is locked after repeated failed authentication" in text
+    assert "try again in 15 minutes" in text
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and not user.check_password(NEW_PASSWORD)
+    assert AuditEvent.objects.filter(action="auth.locked_out", target_id=str(user.pk)).count() == 1
+    client.logout()
+    assert_locked_page(log_in(client, user.username, PASSWORD))
+
+
+def test_a_login_lockout_blocks_the_admin_password_change(client):
+    user = UserFactory(is_staff=True)
+    client.force_login(user)  # a session opened before the attack
+    for _ in range(5):
+        log_in(Client(), user.username, "guess", address="198.51.100.9")
+    page = change_password(client, PASSWORD)
+    assert page.status_code == 200
+    assert "Password change is locked" in page.content.decode()
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
+
+
+def test_the_right_old_password_changes_it_and_clears_the_count(client):
+    user = UserFactory(is_staff=True)
+    client.force_login(user)
+    for _ in range(4):
+        change_password(client, "guess")
+    assert change_password(client, PASSWORD).status_code == 302
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+    assert not AccessAttempt.objects.filter(username=user.username).exists()
 
 
 # --- Concurrency (item 9) ----------------------------------------------------------------------

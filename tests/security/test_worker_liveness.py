@@ -7,7 +7,9 @@ Now the engine reports from inside every per-record stage and between bootstrap 
 job keeps a background heartbeat while its process lives.
 
 Item 12: without beat nothing swept, and a page said "Waiting for a worker…" for ever. Now a
-starting worker sweeps, and the run page and the API say when a run has waited too long.
+starting worker sweeps, and the run page and the API say when a run has waited too long. And a
+run is queued again at most once per stale period (counted from when it was last queued), not at
+every sweep while no worker is up.
 """
 
 import io
@@ -208,6 +210,65 @@ def test_the_run_page_and_the_api_say_when_a_worker_went_silent(client, team, se
     )
     assert notice in client.get(page).content.decode()
     assert client.get(api).json()["stall_notice"] == notice
+
+
+# --- No requeue storm while no worker is up ---------------------------------------------------
+
+
+@pytest.fixture
+def no_worker(team, settings, monkeypatch):
+    """A run uploaded while no worker is up, a clock the test moves, and the messages sent."""
+    settings.EVALUATION_STALE_AFTER = 300
+    sent: list[int] = []
+    monkeypatch.setattr(evaluation_services, "enqueue_evaluation", sent.append)
+    clock = [timezone.now()]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    run = start(team, binary_classifier(seed=1, n=50, prevalence=0.3, separation=1.5), ["auroc"])
+
+    def sweep_after(seconds: int) -> list[int]:
+        clock[0] += timedelta(seconds=seconds)
+        return sweep_evaluation_runs()
+
+    return run, sent, sweep_after
+
+
+@pytest.mark.django_db
+def test_a_queued_run_is_queued_again_once_per_stale_period_not_at_every_sweep(no_worker):
+    run, sent, sweep_after = no_worker
+    assert sweep_after(240) == []
+    assert sweep_after(61) == [run.pk]  # queued 301 s ago
+    # The sweep every minute (and each starting worker's) within the next stale period:
+    assert [sweep_after(60) for _ in range(4)] == [[], [], [], []]
+    assert requeues(run) == 1 and sent == [run.pk, run.pk]
+    assert sweep_after(61) == [run.pk]  # queued again 301 s ago
+    assert requeues(run) == 2 and sent == [run.pk, run.pk, run.pk]
+    # The user is still told how long it has waited since the upload, not since the sweep.
+    notice = EvaluationRun.objects.get(pk=run.pk).stall_notice
+    assert notice.startswith("No worker has picked this run up for 10 minutes.")
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_died_is_queued_again_once_per_stale_period(no_worker):
+    run, sent, sweep_after = no_worker
+    token = evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now())
+    assert token is not None
+    assert sweep_after(301) == [run.pk]  # its heartbeat went silent 301 s ago
+    assert [sweep_after(60) for _ in range(4)] == [[], [], [], []]
+    assert sweep_after(61) == [run.pk]
+    assert requeues(run) == 2 and sent == [run.pk, run.pk, run.pk]
+
+
+@pytest.mark.django_db
+def test_a_run_a_worker_gave_back_waits_a_stale_period_from_then(no_worker):
+    run, sent, sweep_after = no_worker
+    sweep_after(200)
+    token = evaluation_services.evaluation_run_claim(run_id=run.pk, stale_before=timezone.now())
+    assert token is not None
+    assert evaluation_services.evaluation_run_release(run_id=run.pk, token=token, reason="retry")
+    assert sweep_after(200) == []  # 400 s after the upload, 200 s after the release
+    assert sweep_after(101) == [run.pk]
+    assert requeues(run) == 2  # the release, then the sweep
+    assert sent == [run.pk, run.pk]  # the upload's message, then the sweep's
 
 
 # --- With a real worker -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,6 +57,13 @@ class Checkpoint:
     key_id: str
     signature: str
     line: int = field(default=0, compare=False)  # where it was read, for messages
+
+    @classmethod
+    def from_record(cls, after: dict[str, Any]) -> "Checkpoint":
+        """The checkpoint an `audit.checkpoint` event records (its `after`); KeyError or
+        TypeError when the event was edited out of shape."""
+        names = ("chain", "length", "head", "time", "key_id", "signature")
+        return cls(**{name: after[name] for name in names})
 
     def fields(self) -> dict[str, str | int]:
         return {

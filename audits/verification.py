@@ -107,14 +107,7 @@ def recorded_checkpoints(chain: AuditChain | None = None) -> dict[str, list[Reco
     for sequence, payload in events.order_by("sequence").values_list("sequence", "payload"):
         try:
             after = json.loads(payload)["after"]
-            checkpoint = Checkpoint(
-                chain=after["chain"],
-                length=after["length"],
-                head=after["head"],
-                time=after["time"],
-                key_id=after["key_id"],
-                signature=after["signature"],
-            )
+            checkpoint = Checkpoint.from_record(after)
         except (ValueError, KeyError, TypeError):
             continue  # an edited event: the walk of the global chain names it
         found.setdefault(checkpoint.chain, []).append(Recorded(sequence, checkpoint, after["file"]))

@@ -66,14 +66,7 @@ def recorded_in(path: Path) -> list[tuple[str, int, Checkpoint]]:
                 if event["action"] != CHECKPOINT_ACTION:
                     continue
                 after = event["after"]
-                checkpoint = Checkpoint(
-                    chain=after["chain"],
-                    length=after["length"],
-                    head=after["head"],
-                    time=after["time"],
-                    key_id=after["key_id"],
-                    signature=after["signature"],
-                )
+                checkpoint = Checkpoint.from_record(after)
             except (ValueError, KeyError, TypeError):
                 continue  # not well formed: the walk names the line
             found.append((f"line {number}", event["seq"], checkpoint))

@@ -1,6 +1,8 @@
 """Admin for projects and the lifecycle: checklists, templates, gates, sign-off policies,
 signatures and evaluations. Every write goes through the concept's services."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 
@@ -397,34 +399,26 @@ class EvaluationRunForm(ServiceForm):
         text = self.cleaned_data.get("metrics_text", "")
         return [m.strip() for m in text.split(",") if m.strip()]
 
+    def _upload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "gate": data["gate"],
+            "model_version": data["model_version"],
+            "dataset_version": data["dataset_version"],
+            "upload": data["upload"],
+            "task": data.get("task") or "",
+            "metrics": self._metrics(),
+            "seed": data["seed"],
+            "resamples": data["resamples"],
+        }
+
     def check_via_service(self) -> evaluation_services.EvaluationUpload:
         # Reads the whole file: the admin runs this before it opens its transaction.
-        data = self.cleaned_data
-        return evaluation_services.evaluation_upload_check(
-            user=self.actor,
-            gate=data["gate"],
-            model_version=data["model_version"],
-            dataset_version=data["dataset_version"],
-            upload=data["upload"],
-            task=data.get("task") or "",
-            metrics=self._metrics(),
-            seed=data["seed"],
-            resamples=data["resamples"],
-        )
+        return evaluation_services.evaluation_upload_check(user=self.actor, **self._upload())
 
     def save_via_service(self) -> EvaluationRun:
-        data = self.cleaned_data
         return evaluation_services.evaluation_run_start(
-            actor=self.actor,
-            gate=data["gate"],
-            model_version=data["model_version"],
-            dataset_version=data["dataset_version"],
-            upload=data["upload"],
-            task=data.get("task") or "",
-            metrics=self._metrics(),
-            seed=data["seed"],
-            resamples=data["resamples"],
-            checked=self.checked,
+            actor=self.actor, checked=self.checked, **self._upload()
         )
 
 

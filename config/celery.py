@@ -11,6 +11,9 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 # Task modules outside `<app>/tasks.py`, which autodiscovery does not scan.
-app = Celery("governance", include=["config.tasks", "lifecycle.evaluations.tasks"])
+app = Celery(
+    "governance",
+    include=["config.tasks", "lifecycle.evaluations.tasks", "lifecycle.notifications"],
+)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

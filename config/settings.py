@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "axes",
     "rest_framework",
     "django_filters",
@@ -238,6 +239,44 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": EVALUATION_SWEEP_INTERVAL,
     },
 }
+# E-mail notifications (docs/notifications.md): Django's e-mail backends. Development prints
+# messages on the console; production sends them through the SMTP relay configured here.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS, usually port 587
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other: set EMAIL_USE_TLS for STARTTLS "
+        "(usually port 587) or EMAIL_USE_SSL for implicit TLS (usually port 465), not both."
+    )
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # seconds per SMTP operation
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "LLM governance <governance@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = env_str("EMAIL_SUBJECT_PREFIX", "[LLM governance] ")
+# The address people open the site at, for the links in e-mails (no request to take it from).
+# Unset: the dev server in DEBUG, otherwise https:// and the first concrete ALLOWED_HOSTS name.
+_CONCRETE_HOSTS = [h for h in ALLOWED_HOSTS if h != "*" and not h.startswith(".")]
+SITE_URL = env_str(
+    "SITE_URL",
+    "http://127.0.0.1:8000"
+    if DEBUG
+    else (f"https://{_CONCRETE_HOSTS[0]}" if _CONCRETE_HOSTS else ""),
+).rstrip("/")
+if SITE_URL and not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"SITE_URL must be an http(s) address such as https://governance.hospital.org; "
+        f"got {SITE_URL!r}"
+    )
+
 # Authentication lockout (django-axes, governance/lockout.py): this many failed passwords for
 # one account, or (a higher limit: many people may share one) from one address, lock it for the
 # cool-off (seconds) at the login page, the admin login, signing and password change alike.

@@ -10,8 +10,10 @@ from rest_framework.renderers import JSONRenderer
 
 from audits import views as audits_views
 from config import views as site_views
-from governance import views
+from governance import notification_views, views
 from lifecycle import views as lifecycle_views
+from lifecycle.gates import policy_views
+from lifecycle.gates import views as gate_views
 from lifecycle.projects import views as project_views
 
 
@@ -61,6 +63,10 @@ urlpatterns = [
     path(P + "gates/<str:phase>/submit/", lifecycle_views.gate_submit_view, name="gate-submit"),
     path(P + "gates/<str:phase>/sign/", lifecycle_views.gate_sign_view, name="gate-sign"),
     path(
+        P + "gates/<str:phase>/evidence/", lifecycle_views.gate_evidence_view, name="gate-evidence"
+    ),
+    path(P + "gates/<str:phase>/criteria/", gate_views.gate_criteria, name="gate-criteria"),
+    path(
         P + "gates/<str:phase>/evaluations/",
         lifecycle_views.evaluation_upload,
         name="evaluation-upload",
@@ -72,8 +78,15 @@ urlpatterns = [
         lifecycle_views.evidence_download,
         name="evidence-download",
     ),
+    path("policies/", policy_views.signoff_policies, name="signoff-policies"),
+    path("policies/<str:version>/", policy_views.signoff_policy, name="signoff-policy"),
     path("account/", views.account, name="account"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path(
+        "account/notifications/",
+        notification_views.notification_settings,
+        name="account-notifications",
+    ),
     # Only log in and out: password changes go through the audited user services.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

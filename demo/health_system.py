@@ -90,7 +90,7 @@ PROJECTS = [
         "models": [("scribe-v1.0", "Llama 3.1 70B Instruct", Adaptation.LORA)],
         "datasets": [
             ("visits-2025q4-train", DatasetPurpose.TRAINING, 18_400),
-            ("visits-2026q1-test", DatasetPurpose.TEST, 2_150),
+            ("visits-2026q1-test", DatasetPurpose.TEST, 300),
         ],
     },
     {
@@ -134,7 +134,7 @@ PROJECTS = [
             ("triage-v0.9", "GPT-4o (hosted, BAA)", Adaptation.PROMPT_ENGINEERING),
             ("triage-v1.0", "GPT-4o (hosted, BAA)", Adaptation.RAG),
         ],
-        "datasets": [("ed-notes-2025-validation", DatasetPurpose.VALIDATION, 6_000)],
+        "datasets": [("ed-notes-2025-validation", DatasetPurpose.VALIDATION, 1_200)],
     },
     {
         "slug": "icd10-coding-assistant",
@@ -181,7 +181,7 @@ PROJECTS = [
         "evaluations": {
             Phase.DEVELOPMENT: {
                 "model": "sepsis-v3.2",
-                "dataset": "sepsis-2023-train",
+                "dataset": "sepsis-2023-holdout",
                 "records": lambda: demo_records.binary_classifier(
                     seed=31, n=1500, prevalence=0.12, separation=1.7
                 ),
@@ -208,7 +208,8 @@ PROJECTS = [
         "models": [("sepsis-v3.2", "Meditron 70B", Adaptation.LORA)],
         "datasets": [
             ("sepsis-2023-train", DatasetPurpose.TRAINING, 120_000),
-            ("sepsis-2026-monitoring", DatasetPurpose.MONITORING, 8_400),
+            ("sepsis-2023-holdout", DatasetPurpose.VALIDATION, 1_500),
+            ("sepsis-2026-monitoring", DatasetPurpose.MONITORING, 1_500),
         ],
     },
 ]

@@ -7,6 +7,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -25,6 +26,9 @@ admin.site.disable_action("delete_selected")
 
 admin.site.unregister(Group)  # roles are per project (Membership), never global groups
 admin.site.unregister(TOTPDevice)
+# Recovery codes are made and shown once on the account page (governance.totp), never read or
+# added in the admin.
+admin.site.unregister(StaticDevice)
 
 
 @admin.register(TOTPDevice)

@@ -14,6 +14,13 @@ from lifecycle.phases import Phase
 class User(AbstractUser):
     """A person using the product. Sign-offs print `get_full_name()` at the time of signing."""
 
+    email_notifications = models.BooleanField(
+        "e-mail notifications",
+        default=True,
+        help_text="E-mail me when a gate needs my signature, when a gate I lead is decided or "
+        "reopened, and when an item is assigned to me.",
+    )
+
     def __str__(self) -> str:
         return self.get_full_name() or self.username
 

@@ -15,6 +15,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audits.models import Action
@@ -229,10 +230,14 @@ def otp_device_save(*, actor: User, device: TOTPDevice) -> TOTPDevice:
 
 @transaction.atomic
 def otp_device_delete(*, actor: User, device: TOTPDevice) -> None:
-    """Remove a user's authenticator device (the secret key is never recorded)."""
+    """Remove a user's authenticator device (the secret key is never recorded); with their last
+    one go their recovery codes, which would otherwise still be asked for at signing."""
     require_global_perm(actor, "otp_totp.delete_totpdevice", "remove authenticator devices")
     user, values = device.user, {"device": device.pk, "name": device.name}
     device.delete()
+    if not TOTPDevice.objects.filter(user=user).exists():
+        removed, _ = StaticDevice.objects.filter(user=user).delete()
+        values["recovery_codes_removed"] = bool(removed)
     record(actor=actor, action=Action.OTP_DEVICE_DELETE, project=None, target=user, before=values)
 
 

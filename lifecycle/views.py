@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
 
 from governance.admin_base import add_service_errors
 from governance.models import Project, User
@@ -31,6 +30,7 @@ from lifecycle.evaluations.models import EvaluationResult, EvaluationRun, Result
 from lifecycle.forms import (
     AssignForm,
     CommentForm,
+    DesignateEvidenceForm,
     EvaluationUploadForm,
     EvidenceForm,
     ItemStatusForm,
@@ -41,9 +41,10 @@ from lifecycle.forms import (
 from lifecycle.gates import selectors as gate_selectors
 from lifecycle.gates import services as gate_services
 from lifecycle.gates import signoffs
-from lifecycle.gates.models import Gate, GateState
-from lifecycle.gates.readiness import readiness_of, run_verdicts
+from lifecycle.gates.models import Gate, GateState, SignatureMeaning
+from lifecycle.gates.readiness import Readiness, readiness_of, run_verdicts
 from lifecycle.gates.services import ReauthenticationFailed, signoff_create
+from lifecycle.http import evidence_of, item_of, phase_of, post_only
 
 
 def _project(request: HttpRequest, slug: str) -> Project:
@@ -105,23 +106,45 @@ def _item_context(item: ChecklistItem, access: Access, user: User, members, **fo
 
 @login_required
 def phase_page(
-    request: HttpRequest, slug: str, phase: str, *, sign_form=None, upload_form=None, status=200
+    request: HttpRequest,
+    slug: str,
+    phase: str,
+    *,
+    sign_form=None,
+    upload_form=None,
+    upload_warnings=(),
+    submit_form=None,
+    designate_form=None,
+    status=200,
 ):
     """One phase: its checklist edited inline, and the gate panel with every condition."""
     project = _project(request, slug)
     gate = _gate(request.user, project, phase)
     access = project_access(request.user, project)
+    dialog_open = sign_form is not None
     members = _members(project)
     items = list(checklist_selectors.checklist_items_for_user(request.user).filter(gate=gate))
     for item in items:
         item.project, item.gate = project, gate
     readiness = readiness_of(gate)
     conditions = readiness if gate.state != GateState.LOCKED else None
-    signed = conditions and any(s.signer_id == request.user.pk for s in conditions.signatures)
+    mine = {s.meaning for s in readiness.signatures if s.signer_id == request.user.pk}
+    decided = bool(mine & {SignatureMeaning.APPROVE, SignatureMeaning.REJECT})
     sign_roles = []
-    if gate.state == GateState.IN_REVIEW and not signed:
+    if gate.state == GateState.IN_REVIEW and not decided:
         sign_roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
+    meanings = None
+    if SignatureMeaning.REVIEW in mine:
+        meanings = [SignatureMeaning.APPROVE, SignatureMeaning.REJECT]
     runs = list(evaluation_selectors.runs_for_user(request.user).filter(gate=gate)[:20])
+    can_submit = access.can("submit_gate") and gate.state in (
+        GateState.OPEN,
+        GateState.CHANGES_REQUESTED,
+    )
+    can_designate = access.can("submit_gate") and gate.state == GateState.IN_REVIEW
+    evidence_choices = evaluation_selectors.evidence_candidates(gate)
+    if sign_form is None and sign_roles:
+        sign_form = SignForm(roles=sign_roles, meanings=meanings)
     return render(
         request,
         "lifecycle/phase.html",
@@ -133,17 +156,57 @@ def phase_page(
             "readiness": readiness,
             "conditions": conditions,
             "access": access,
-            "sign_form": sign_form or (SignForm(roles=sign_roles) if sign_roles else None),
-            "dialog_open": sign_form is not None,
-            "can_submit": access.can("submit_gate")
-            and gate.state in (GateState.OPEN, GateState.CHANGES_REQUESTED),
+            "sign_form": sign_form,
+            "dialog_open": dialog_open,
+            "approval_warnings": _approval_warnings(request.user, gate, sign_roles, readiness),
+            "reviewed": SignatureMeaning.REVIEW in mine,
+            "submit_form": submit_form
+            or (
+                SubmitForm(runs=evidence_choices, initial_runs=readiness.runs)
+                if can_submit
+                else None
+            ),
+            "designate_form": designate_form
+            or (
+                DesignateEvidenceForm(runs=evidence_choices, initial_runs=readiness.runs)
+                if can_designate
+                else None
+            ),
             "upload_form": upload_form
             or (_upload_form(project) if access.can("upload_evaluation") else None),
+            "upload_warnings": upload_warnings,
+            "requirements": evaluation_services.evidence_requirements(gate),
+            "can_set_criteria": access.can("set_criteria"),
             "runs": runs,
             "trends": _trend_charts(gate, runs, conditions),
+            # After a refused POST the address bar shows the page, not the form's endpoint.
+            "canonical_url": _phase_url(project, phase) if request.method == "POST" else "",
         },
         status=status,
     )
+
+
+def _approval_warnings(
+    user: User, gate: Gate, roles: list[tuple[str, str]], readiness: Readiness
+) -> list[str]:
+    """Why an approval by `user` would be refused now, or would not yet approve the gate: the
+    sign dialog says so before the password is typed."""
+    if not roles:
+        return []
+    held = set(signoffs.roles_that_may_sign(user, gate))
+    found: list[str] = []
+    for role, _ in roles:
+        for refusal in gate_services.approval_refusals(user, gate, role, held, readiness):
+            for message in getattr(refusal, "messages", [str(refusal)]):
+                if message not in found:
+                    found.append(message)
+    still = [Role(r).label.lower() for r in readiness.missing_roles if r not in held]
+    if not found and still:
+        found.append(
+            "Your approval will be recorded, but the gate stays in review until it also has "
+            f"the approval of: {', '.join(still)}."
+        )
+    return found
 
 
 def _upload_form(project: Project, data=None, files=None) -> EvaluationUploadForm:
@@ -233,11 +296,13 @@ def _item_action(
     form = make_form(project)
     if form.is_valid():
         _run_service(form, lambda: act(item, form.cleaned_data))
-    return _item_response(request, project, item, **{name: form})
+    # A refused form comes back with its input and errors; after success the card shows
+    # empty forms again (a posted comment does not stay in the box).
+    return _item_response(request, project, item, **({name: form} if form.errors else {}))
 
 
 @login_required
-@require_POST
+@post_only(back=item_of)
 def item_status(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     return _item_action(
         request,
@@ -255,7 +320,7 @@ def item_status(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only(back=item_of)
 def item_assign(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     return _item_action(
         request,
@@ -283,7 +348,7 @@ def _add_evidence(actor, item: ChecklistItem, data: dict):
 
 
 @login_required
-@require_POST
+@post_only(back=item_of)
 def item_evidence(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     return _item_action(
         request,
@@ -296,7 +361,7 @@ def item_evidence(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only(back=item_of)
 def item_comment(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     return _item_action(
         request,
@@ -311,7 +376,7 @@ def item_comment(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only(back=evidence_of)
 def evidence_withdraw(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     project = _project(request, slug)
     evidence = (
@@ -354,30 +419,65 @@ def _refused(request: HttpRequest, exc: Exception) -> None:
 
 
 @login_required
-@require_POST
+@post_only(back=phase_of)
 def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
+    """Submit with the designated evidence; a refusal shows the page with the reason."""
     project = _project(request, slug)
     gate = _gate(request.user, project, phase)
-    form = SubmitForm(request.POST)
-    form.is_valid()
-    try:
-        gate_services.gate_submit(
-            actor=request.user, gate=gate, note=form.cleaned_data.get("note", "")
+    form = SubmitForm(request.POST, runs=evaluation_selectors.evidence_candidates(gate))
+    if form.is_valid():
+        # The page always sends the choice (possibly none); a form without it keeps the default.
+        chosen = "evidence_choice" in request.POST
+        _run_service(
+            form,
+            lambda: gate_services.gate_submit(
+                actor=request.user,
+                gate=gate,
+                note=form.cleaned_data["note"],
+                evidence_runs=list(form.cleaned_data["evidence_runs"]) if chosen else None,
+            ),
         )
-        messages.success(request, f"The {gate.phase_enum.label} gate is now in review.")
-    except (ValidationError, PermissionDenied) as exc:
-        _refused(request, exc)
+    if form.errors:
+        return phase_page(request, slug, phase, submit_form=form, status=400)
+    messages.success(request, f"The {gate.phase_enum.label} gate is now in review.")
     return redirect(_phase_url(project, phase, "gate"))
 
 
 @login_required
-@require_POST
+@post_only(back=phase_of)
+def gate_evidence_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
+    """Change the evidence of a gate in review (project lead), with a reason."""
+    project = _project(request, slug)
+    gate = _gate(request.user, project, phase)
+    form = DesignateEvidenceForm(request.POST, runs=evaluation_selectors.evidence_candidates(gate))
+    if form.is_valid():
+        _run_service(
+            form,
+            lambda: gate_services.gate_evidence_designate(
+                actor=request.user,
+                gate=gate,
+                evidence_runs=list(form.cleaned_data["evidence_runs"]),
+                reason=form.cleaned_data["reason"],
+            ),
+        )
+    if form.errors:
+        return phase_page(request, slug, phase, designate_form=form, status=400)
+    messages.success(
+        request,
+        f"The {gate.phase_enum.label} gate is now judged on the runs you chose; signatures of "
+        "the earlier evidence no longer count.",
+    )
+    return redirect(_phase_url(project, phase, "gate"))
+
+
+@login_required
+@post_only(back=phase_of)
 def gate_sign_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     """Sign with re-authentication; a refusal re-opens the dialog with the error at its field."""
     project = _project(request, slug)
     gate = _gate(request.user, project, phase)
     roles = [(r, Role(r).label) for r in signoffs.roles_that_may_sign(request.user, gate)]
-    form = SignForm(request.POST, roles=roles)
+    form = SignForm(request.POST, roles=roles, meanings=_meanings_left(request.user, gate))
     if form.is_valid():
         try:
             signature = signoff_create(actor=request.user, gate=gate, **form.cleaned_data)
@@ -393,31 +493,63 @@ def gate_sign_view(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     return phase_page(request, slug, phase, sign_form=form, status=400)
 
 
+def _meanings_left(user: User, gate: Gate) -> list[str] | None:
+    """After "reviewed", only the decision is left to sign in the round."""
+    reviewed = signoffs.current_signatures(gate).filter(
+        signer=user, meaning=SignatureMeaning.REVIEW
+    )
+    return [SignatureMeaning.APPROVE, SignatureMeaning.REJECT] if reviewed.exists() else None
+
+
 @login_required
-@require_POST
+@post_only(back=phase_of)
 def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     """Start a run; a refused upload shows the phase page again with the errors next to the
     fields (a bad records file: its line and field under the file input)."""
     project = _project(request, slug)
     gate = _gate(request.user, project, phase)
     form = _upload_form(project, request.POST, request.FILES)
+    run, warnings = None, ()
     if form.is_valid():
         data = form.cleaned_data
-        run = _run_service(
+        checked = _run_service(
             form,
-            lambda: evaluation_services.evaluation_run_start(
-                actor=request.user,
+            lambda: evaluation_services.evaluation_upload_check(
+                user=request.user,
                 gate=gate,
                 model_version=data["model_version"],
                 dataset_version=data["dataset_version"],
                 upload=data["file"],
                 metrics=data["metrics"],
                 resamples=data["resamples"],
+                subset_reason=data["subset_reason"],
             ),
         )
-    if form.errors:
-        return phase_page(request, slug, phase, upload_form=form, status=400)
-    messages.success(request, f"Evaluation run {run.pk} queued.")
+        if checked is not None and checked.warnings and not data["accept_warnings"]:
+            # Nothing is stored until the uploader has read what the criteria will lack.
+            warnings = checked.warnings
+        elif checked is not None:
+            run = _run_service(
+                form,
+                lambda: evaluation_services.evaluation_run_start(
+                    actor=request.user,
+                    gate=gate,
+                    model_version=checked.model_version,
+                    dataset_version=checked.dataset_version,
+                    upload=checked.upload,
+                    checked=checked,
+                ),
+            )
+    if form.errors or warnings:
+        return phase_page(
+            request,
+            slug,
+            phase,
+            upload_form=form,
+            upload_warnings=warnings,
+            status=400 if form.errors else 200,
+        )
+    messages.success(request, f"Run {run.number} uploaded: it is scored in the background.")
     return redirect("run", project.slug, run.pk)
 
 
@@ -438,7 +570,7 @@ def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     for r in results:
         if r.scope == ResultScope.GROUP:
             groups.setdefault(r.group_attribute, {}).setdefault(r.group_value, {})[r.metric] = r
-    latest = evaluation_selectors.latest_run(run.gate)
+    readiness = readiness_of(run.gate)
     verdicts = run_verdicts(run)
     scalar_metrics = [r.metric for r in overall if r.value is not None or r.reason]
     return render(
@@ -452,7 +584,8 @@ def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "groups": groups,
             "group_metrics": [m for m in scalar_metrics if m != "confusion_matrix"],
             "verdicts": verdicts,
-            "is_latest": latest is not None and latest.pk == run.pk,
+            "judged_on": run in readiness.runs,
+            "designated": readiness.designated,
             "charts": _run_charts(overall, groups, [v.criterion.metric for v in verdicts]),
         },
     )

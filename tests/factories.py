@@ -125,6 +125,12 @@ def pass_gate(team: Team, phase) -> None:
     approve(team, team.project.gates.get(phase=phase))
 
 
+def rows_of(records: bytes) -> int:
+    """The number of records in a JSON Lines file (its non-blank lines): the row count of the
+    dataset version an upload of it must name."""
+    return sum(1 for line in records.splitlines() if line.strip())
+
+
 def make_versions(
     team: Team, model: str = "v1", dataset: str = "d1", purpose: str = "test", rows: int = 400
 ):

@@ -59,6 +59,7 @@ urlpatterns = [
     path(P + "gates/", lifecycle.GateList.as_view(), name="gate-list"),
     path(G, lifecycle.GateDetail.as_view(), name="gate-detail"),
     path(G + "submit/", lifecycle.GateSubmit.as_view(), name="gate-submit"),
+    path(G + "evidence/", lifecycle.GateEvidence.as_view(), name="gate-evidence"),
     path(G + "signoffs/", lifecycle.SignOffList.as_view(), name="signoff-list"),
     path(G + "criteria/", lifecycle.CriterionList.as_view(), name="criterion-list"),
     path(G + "criteria/<int:pk>/", lifecycle.CriterionDetail.as_view(), name="criterion-detail"),

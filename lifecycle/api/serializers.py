@@ -1,6 +1,10 @@
 """Input and output shapes of the lifecycle endpoints."""
 
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from governance.api.serializers import UserField
@@ -15,6 +19,7 @@ from lifecycle.evaluations.models import (
     EvaluationRun,
     ModelVersion,
 )
+from lifecycle.gates.expressions import parse_criterion
 from lifecycle.gates.models import (
     Comparator,
     CriterionBound,
@@ -24,6 +29,7 @@ from lifecycle.gates.models import (
     Signature,
     SignatureMeaning,
 )
+from lifecycle.gates.readiness import run_verdicts
 from lifecycle.metrics.registry import DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 
@@ -231,6 +237,8 @@ class CriterionOut(serializers.ModelSerializer):
             "comparator",
             "threshold",
             "required",
+            "min_records",
+            "min_group_records",
             "expression",
             "verdict",
         ]
@@ -243,13 +251,63 @@ class CriterionOut(serializers.ModelSerializer):
 
 
 class CriterionIn(serializers.Serializer):
-    metric = serializers.CharField()
-    scope = serializers.ChoiceField(choices=CriterionScope.choices, default="overall")
-    group_attribute = serializers.CharField(required=False, allow_blank=True, default="")
-    bound = serializers.ChoiceField(choices=CriterionBound.choices, default="value")
-    comparator = serializers.ChoiceField(choices=Comparator.choices)
-    threshold = serializers.FloatField()
+    """A criterion as an `expression` (`ci_low(recall) >= 0.9`, docs/evaluations.md) or as
+    its separate fields (at least metric, comparator and threshold), never both."""
+
+    EXPRESSION_FIELDS = ("metric", "scope", "group_attribute", "bound", "comparator", "threshold")
+
+    expression = serializers.CharField(
+        required=False,
+        max_length=300,
+        help_text="The whole criterion as the committee writes it, e.g. "
+        "`each_group:ci_low(recall(sex)) >= 0.8`; instead of metric, scope, group_attribute, "
+        "bound, comparator and threshold.",
+    )
+    metric = serializers.CharField(required=False)
+    scope = serializers.ChoiceField(choices=CriterionScope.choices, required=False)
+    group_attribute = serializers.CharField(required=False, allow_blank=True)
+    bound = serializers.ChoiceField(choices=CriterionBound.choices, required=False)
+    comparator = serializers.ChoiceField(choices=Comparator.choices, required=False)
+    threshold = serializers.FloatField(required=False)
     required = serializers.BooleanField(default=True)
+    min_records = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Fewer records than this overall: insufficient evidence. Null: no minimum.",
+    )
+    min_group_records = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="A subgroup with fewer records than this: insufficient evidence. Null: none.",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        separate = [field for field in self.EXPRESSION_FIELDS if field in attrs]
+        if "expression" in attrs:
+            if separate:
+                raise serializers.ValidationError(
+                    {
+                        "expression": "Give either expression or the separate fields, not "
+                        f"both: found expression and {', '.join(separate)}."
+                    }
+                )
+            try:
+                attrs.update(parse_criterion(attrs.pop("expression")))
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError({"expression": exc.messages}) from None
+        elif not self.partial:
+            missing = [f for f in ("metric", "comparator", "threshold") if f not in attrs]
+            if missing:
+                raise serializers.ValidationError(
+                    {f: "This field is required unless expression is given." for f in missing}
+                )
+        if not self.partial:
+            attrs.setdefault("scope", CriterionScope.OVERALL)
+            attrs.setdefault("group_attribute", "")
+            attrs.setdefault("bound", CriterionBound.VALUE)
+        return attrs
 
 
 class GateOut(serializers.ModelSerializer):
@@ -307,6 +365,39 @@ class InvalidatedSignatureOut(SignatureOut):
         fields = [*SignatureOut.Meta.fields, "invalidated_by"]
 
 
+class EvidenceRunOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField(help_text="The run's number within the project.")
+    url = serializers.URLField()
+    model_version = serializers.CharField()
+    dataset_version = serializers.CharField()
+    n_records = serializers.IntegerField(allow_null=True)
+    subset_reason = serializers.CharField(help_text="Empty unless a declared subset.")
+
+
+class GateEvidenceOut(serializers.Serializer):
+    designated = serializers.BooleanField(
+        help_text="True: the runs the project lead designated at submission (in review or "
+        "approved). False: a preview on the latest run that is no subset."
+    )
+    runs = EvidenceRunOut(many=True)
+    newer_run = EvidenceRunOut(
+        allow_null=True,
+        help_text="A succeeded run newer than the designated evidence; it does not change the "
+        "verdict.",
+    )
+
+
+class RequirementOut(serializers.Serializer):
+    criterion = serializers.CharField()
+    required = serializers.BooleanField()
+    metric = serializers.CharField()
+    fields = serializers.ListField(child=serializers.CharField())
+    group_attribute = serializers.CharField(help_text='Empty, an attribute, or "any".')
+    min_records = serializers.IntegerField(allow_null=True)
+    min_group_records = serializers.IntegerField(allow_null=True)
+
+
 class ConditionsOut(serializers.Serializer):
     """Every condition of the gate's approval (governance.signoffs.gate_conditions)."""
 
@@ -322,6 +413,19 @@ class ConditionsOut(serializers.Serializer):
     criteria = CriterionVerdictOut(many=True)
     signatures = SignatureOut(many=True, help_text="Signatures that count in this round.")
     invalidated_signatures = InvalidatedSignatureOut(many=True)
+    next_action = serializers.CharField(
+        help_text="Who must act next and on what, e.g. \"waiting for: privacy officer's "
+        'approval; 2 required items open" (empty when approved).'
+    )
+    evidence = GateEvidenceOut()
+    requirements = RequirementOut(
+        many=True, help_text="What the gate's criteria need from an evaluation file."
+    )
+    earlier_gates_not_approved = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Earlier gates that were reopened: {phase, reason}. While any is listed the "
+        "gate cannot be submitted or approved.",
+    )
 
 
 class GateDetailOut(GateOut):
@@ -333,8 +437,37 @@ class GateDetailOut(GateOut):
         fields = [*GateOut.Meta.fields, "conditions"]
 
 
+# Ids beyond a database integer are refused as input, not left to overflow a query.
+MAX_RUN_ID = 2**31 - 1
+MAX_EVIDENCE_RUNS = 50
+
+
 class SubmitIn(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")
+    evidence_runs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_RUN_ID),
+        required=False,
+        max_length=MAX_EVIDENCE_RUNS,
+        help_text="Ids of the succeeded runs the gate is judged on; omitted: its latest run "
+        "that is no subset.",
+    )
+
+
+class DesignateEvidenceIn(serializers.Serializer):
+    evidence_runs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_RUN_ID),
+        allow_empty=False,
+        max_length=MAX_EVIDENCE_RUNS,
+        help_text="Ids of the succeeded runs the gate is judged on from now on.",
+    )
+    reason = serializers.CharField(help_text="Why the evidence changes (audited).")
+
+
+class UploadCheckOut(serializers.Serializer):
+    n_records = serializers.IntegerField()
+    subset_reason = serializers.CharField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    requirements = RequirementOut(many=True)
 
 
 class ResultOut(serializers.ModelSerializer):
@@ -366,9 +499,11 @@ class EvaluationRunOut(serializers.ModelSerializer):
         model = EvaluationRun
         fields = [
             "id",
+            "number",
             "gate",
             "model_version",
             "dataset_version",
+            "subset_reason",
             "status",
             "progress",
             "progress_message",
@@ -381,6 +516,7 @@ class EvaluationRunOut(serializers.ModelSerializer):
             "seed",
             "resamples",
             "n_records",
+            "warnings",
             "attempts",
             "requested_by",
             "created_at",
@@ -393,8 +529,23 @@ class EvaluationRunOut(serializers.ModelSerializer):
         return _absolute(self.context, "api:run-detail", run.project.slug, run.pk)
 
 
+class RunVerdictOut(serializers.Serializer):
+    expression = serializers.CharField()
+    required = serializers.BooleanField()
+    verdict = serializers.ChoiceField(choices=["pass", "fail", "no data", "insufficient evidence"])
+    observed = serializers.FloatField(allow_null=True)
+    observed_text = serializers.CharField(
+        help_text='The compared number named, e.g. "lower bound 0.88 of recall 0.92".'
+    )
+    detail = serializers.CharField()
+
+
 class EvaluationRunDetailOut(EvaluationRunOut):
     results = ResultOut(many=True)
+    verdicts = serializers.SerializerMethodField(
+        help_text="The gate's criteria judged on this run (whether or not it is the gate's "
+        "evidence)."
+    )
     stall_notice = serializers.CharField(
         read_only=True,
         help_text="Empty, or why the run is late: no worker took it up, or its worker went "
@@ -405,9 +556,23 @@ class EvaluationRunDetailOut(EvaluationRunOut):
         fields = [
             *EvaluationRunOut.Meta.fields,
             "stall_notice",
-            "warnings",
             "provenance",
+            "verdicts",
             "results",
+        ]
+
+    @extend_schema_field(RunVerdictOut(many=True))
+    def get_verdicts(self, run: EvaluationRun) -> list[dict[str, Any]]:
+        return [
+            {
+                "expression": v.criterion.expression,
+                "required": v.criterion.required,
+                "verdict": v.status,
+                "observed": v.observed,
+                "observed_text": v.observed_text,
+                "detail": v.detail,
+            }
+            for v in run_verdicts(run)
         ]
 
 
@@ -423,6 +588,19 @@ class EvaluationRunIn(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, default=0)
     resamples = serializers.IntegerField(
         min_value=1, max_value=MAX_RESAMPLES, default=DEFAULT_RESAMPLES
+    )
+    subset_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=2000,
+        help_text="Only for a deliberate subset of the dataset version: why. Without it the "
+        "record count must equal the dataset version's row_count.",
+    )
+    check_only = serializers.BooleanField(
+        default=False,
+        help_text="Check the file (contract, coverage, fit to the gate's criteria) and answer "
+        "200 with its warnings, storing nothing.",
     )
 
 

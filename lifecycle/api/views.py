@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -302,9 +303,38 @@ class GateList(ProjectChild):
         return self.list_response(self.get_queryset(), s.GateOut)
 
 
+def _evidence_run(run: EvaluationRun | None, context: dict[str, Any]) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "number": run.number,
+        "url": _run_url(context, run),
+        "model_version": run.model_version.label,
+        "dataset_version": run.dataset_version.label,
+        "n_records": run.n_records,
+        "subset_reason": run.subset_reason,
+    }
+
+
+def _run_url(context: dict[str, Any], run: EvaluationRun) -> str:
+    request = context["request"]
+    return request.build_absolute_uri(reverse("api:run-detail", args=[run.project.slug, run.pk]))
+
+
 def _conditions(gate: Gate, context: dict[str, Any]) -> dict[str, Any]:
     c = readiness_of(gate)
     return {
+        "next_action": c.next_action,
+        "evidence": {
+            "designated": c.designated,
+            "runs": [_evidence_run(run, context) for run in c.runs],
+            "newer_run": _evidence_run(c.newer_run, context),
+        },
+        "requirements": evaluation_services.evidence_requirements(gate),
+        "earlier_gates_not_approved": [
+            {"phase": phase, "reason": why} for phase, why in c.earlier_not_approved
+        ],
         "can_be_approved": c.can_be_approved,
         "items_missing": [
             {"key": i.key, "title": i.title, "status": i.status} for i in c.blocking_items
@@ -323,6 +353,7 @@ def _conditions(gate: Gate, context: dict[str, Any]) -> dict[str, Any]:
                 "required": v.criterion.required,
                 "verdict": v.status,
                 "observed": v.observed,
+                "observed_text": v.observed_text,
                 "detail": v.detail,
             }
             for v in c.verdicts
@@ -363,8 +394,46 @@ class GateSubmit(ProjectChild):
     def post(self, request, slug, phase):
         data = s.SubmitIn(data=request.data)
         data.is_valid(raise_exception=True)
+        gate = self.gate()
+        ids = data.validated_data.get("evidence_runs")
         gate = gate_services.gate_submit(
-            actor=request.user, gate=self.gate(), note=data.validated_data["note"]
+            actor=request.user,
+            gate=gate,
+            note=data.validated_data["note"],
+            evidence_runs=None if ids is None else _runs_of(gate, ids),
+        )
+        gate.project = self.project()
+        return Response(s.GateOut(gate, context={"request": request}).data)
+
+
+def _runs_of(gate: Gate, ids: list[int]) -> list[EvaluationRun]:
+    """The project's runs with these ids, or a 400 naming those that are not."""
+    runs = EvaluationRun.objects.filter(project=gate.project_id, pk__in=ids).in_bulk()
+    unknown = [str(i) for i in ids if i not in runs]
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        raise ValidationError(
+            {"evidence_runs": f"No evaluation run with id {listed} in this project."}
+        )
+    return [runs[i] for i in ids]
+
+
+class GateEvidence(ProjectChild):
+    @extend_schema(
+        request=s.DesignateEvidenceIn,
+        responses=s.GateOut,
+        description="Change the evaluation runs a gate in review is judged on (project lead), "
+        "with a reason. The signatures of the round are invalidated and a new round starts.",
+    )
+    def post(self, request, slug, phase):
+        data = s.DesignateEvidenceIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        gate = self.gate()
+        gate = gate_services.gate_evidence_designate(
+            actor=request.user,
+            gate=gate,
+            evidence_runs=_runs_of(gate, data.validated_data["evidence_runs"]),
+            reason=data.validated_data["reason"],
         )
         gate.project = self.project()
         return Response(s.GateOut(gate, context={"request": request}).data)
@@ -487,7 +556,7 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
 
     @extend_schema(
         request={"multipart/form-data": s.EvaluationRunIn},
-        responses={202: s.EvaluationRunOut},
+        responses={202: s.EvaluationRunOut, 200: s.UploadCheckOut},
         parameters=[
             OpenApiParameter(
                 "Location",
@@ -499,19 +568,33 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
             )
         ],
         description="Upload evaluation records for a gate; the file is checked at once (a "
-        "refused file answers 400 with its line and field) and scored by a background job. "
-        "Poll the run's URL. Send an `Idempotency-Key` header to make retries safe.",
+        "refused file answers 400 with its line and field; a file whose record count differs "
+        "from the dataset version's row_count is refused unless `subset_reason` declares a "
+        "subset) and scored by a background job. Poll the run's URL. `warnings` lists what "
+        "the gate's criteria need that the file lacks; `check_only=true` answers them (200) "
+        "without storing anything. Send an `Idempotency-Key` header to make retries safe.",
     )
     def post(self, request, slug):
         # The file is read and checked before IdempotentCreate opens its transaction: on
         # SQLite a transaction holds the whole database's write lock.
         self.checked = self._checked_upload(request)
+        if self.check_only:
+            checked = self.checked
+            return Response(
+                {
+                    "n_records": checked.n_records,
+                    "subset_reason": checked.subset_reason,
+                    "warnings": list(checked.warnings),
+                    "requirements": evaluation_services.evidence_requirements(checked.gate),
+                }
+            )
         return super().post(request, slug)
 
     def _checked_upload(self, request) -> evaluation_services.EvaluationUpload:
         data = s.EvaluationRunIn(data=request.data)
         data.is_valid(raise_exception=True)
         values, project = data.validated_data, self.project()
+        self.check_only = values["check_only"]
         gate = project.gates.filter(phase=values["gate"]).first()
         model = project.model_versions.filter(label=values["model_version"]).first()
         dataset = project.dataset_versions.filter(label=values["dataset_version"]).first()
@@ -536,6 +619,7 @@ class EvaluationRunList(IdempotentCreate, ProjectChild):
             metrics=[m.strip() for m in values["metrics"].split(",") if m.strip()],
             seed=values["seed"],
             resamples=values["resamples"],
+            subset_reason=values["subset_reason"],
         )
 
     def create(self, request, slug):

@@ -19,7 +19,7 @@ from audits.models import Action
 from audits.trail import changed, record, snapshot
 from governance.models import Project, User
 from governance.permissions import has_project_perm, require_global_perm, require_project_perm
-from lifecycle import versioning
+from lifecycle import notifications, versioning
 from lifecycle.checklists.models import (
     ChecklistItem,
     ChecklistTemplate,
@@ -175,6 +175,8 @@ def checklist_item_assign(
         before=before,
         after=_assignee_values(assignee),
     )
+    if before["assignee"] != item.assignee_id:  # the same assignee again: nothing new to say
+        notifications.item_assigned(item, by=actor)
     return item
 
 

@@ -133,6 +133,9 @@ class EvaluationRun(models.Model):
     project = models.ForeignKey(
         "governance.Project", on_delete=models.CASCADE, related_name="evaluation_runs"
     )
+    number = models.PositiveIntegerField(
+        help_text="The run's number within its project: run 1, 2, … in upload order."
+    )
     gate = models.ForeignKey(
         "lifecycle.Gate", on_delete=models.PROTECT, related_name="evaluation_runs"
     )
@@ -146,6 +149,11 @@ class EvaluationRun(models.Model):
     original_name = models.CharField(max_length=255)
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    subset_reason = models.TextField(
+        blank=True,
+        help_text="Set when the upload deliberately covers only part of its dataset version, "
+        "and why. A subset run is shown but never satisfies a required criterion.",
+    )
     task = models.CharField(max_length=40, blank=True, help_text="Task category preset used.")
     metrics = models.JSONField(default=list, blank=True, help_text="Metrics asked for, if any.")
     seed = models.PositiveIntegerField(default=0)
@@ -181,6 +189,7 @@ class EvaluationRun(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["gate", "status", "finished_at"], name="run_gate_status")]
         constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="evaluation_run_number"),
             models.CheckConstraint(
                 condition=models.Q(status__in=RunStatus.values), name="evaluation_run_status"
             ),
@@ -191,7 +200,12 @@ class EvaluationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Run {self.pk} of {self.model_version} on {self.dataset_version}"
+        return f"Run {self.number} of {self.model_version} on {self.dataset_version}"
+
+    @property
+    def is_subset(self) -> bool:
+        """A declared subset of its dataset version (never evidence for a required criterion)."""
+        return bool(self.subset_reason)
 
     @property
     def duration_seconds(self) -> float | None:

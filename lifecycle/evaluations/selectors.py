@@ -1,5 +1,5 @@
-"""Reads of evaluations: runs restricted to what a user may see, a gate's latest run, and
-the results behind the trend charts."""
+"""Reads of evaluations: runs restricted to what a user may see, the runs a gate can be judged
+on, and the results behind the trend charts."""
 
 from collections.abc import Iterable
 
@@ -13,13 +13,12 @@ from lifecycle.gates.models import Gate
 LATEST_FIRST = ("-finished_at", "-id")
 
 
-def latest_run(gate: Gate) -> EvaluationRun | None:
-    """The gate's most recent succeeded run: the one its criteria are judged on."""
+def evidence_candidates(gate: Gate) -> QuerySet[EvaluationRun]:
+    """The runs a gate can be judged on: its succeeded runs, newest first."""
     return (
         EvaluationRun.objects.filter(gate=gate, status=RunStatus.SUCCEEDED)
         .select_related("model_version", "dataset_version")
         .order_by(*LATEST_FIRST)
-        .first()
     )
 
 

@@ -7,6 +7,7 @@ results changes what gate signatures cover, so it goes through `signoffs`.
 
 import datetime
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from audits.models import Action
@@ -31,11 +32,12 @@ from lifecycle.evaluations.models import (
     RunStatus,
 )
 from lifecycle.gates import signoffs
-from lifecycle.gates.models import Gate
+from lifecycle.gates.models import Gate, GateCriterion
 from lifecycle.gates.readiness import run_verdicts
 from lifecycle.gates.transitions import lock_gate
 from lifecycle.metrics import (
     DEFAULT_RESAMPLES,
+    FAIRNESS_METRICS,
     MAX_RESAMPLES,
     METRICS,
     TASK_PRESETS,
@@ -43,6 +45,7 @@ from lifecycle.metrics import (
     RecordError,
     parse_records,
 )
+from lifecycle.metrics.records import Dataset
 from lifecycle.metrics.registry import resolve_metrics
 from lifecycle.uploads import hash_upload
 
@@ -143,6 +146,33 @@ class EvaluationUpload:
     metrics: list[str]
     seed: int
     resamples: int
+    subset_reason: str = ""
+    n_records: int | None = None  # None when the records were not read (`check_records`)
+    # What the gate's criteria need that this file lacks: shown before anything is stored.
+    warnings: tuple[str, ...] = ()
+
+
+def coverage_problem(n_records: int, dataset_version: DatasetVersion, subset_reason: str) -> str:
+    """Why `n_records` records cannot stand for `dataset_version` (empty when they can): a run
+    covers its whole dataset version, or is declared a subset with a reason."""
+    rows = dataset_version.row_count
+    label = f"dataset version “{dataset_version.label}”"
+    if subset_reason:
+        if n_records >= rows:
+            return (
+                f"The file has {n_records:,} records and {label} has {rows:,} rows: it is "
+                "not a subset. Remove the subset reason, or name the dataset version the "
+                "records come from."
+            )
+        return ""
+    if n_records != rows:
+        return (
+            f"The file has {n_records:,} records but {label} has {rows:,} rows: an evaluation "
+            "must cover the dataset version it names. Upload the records for every row, name "
+            "the dataset version these records are, or declare a deliberate subset with a "
+            "reason (a subset is shown but never satisfies a required criterion)."
+        )
+    return ""
 
 
 def _refuse_locked(gate: Gate) -> None:
@@ -164,11 +194,14 @@ def evaluation_upload_check(
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
     check_records: bool = True,
+    subset_reason: str = "",
 ) -> EvaluationUpload:
     """Check that `user` may upload this evaluation and that it is sound, writing and recording
     nothing: permission, versions, task, metrics, resamples, size, and with `check_records` the
     whole file against the record contract (a file that breaks it is refused with its
-    line-precise message).
+    line-precise message), its coverage of the dataset version (`coverage_problem`), and its
+    fit to the gate's criteria (`warnings`: metrics, group attributes or records they need
+    that the file lacks).
 
     Reading a large file takes seconds, and on SQLite any transaction holds the whole database's
     write lock, so this runs outside every transaction: `evaluation_run_start` calls it first,
@@ -199,8 +232,18 @@ def evaluation_upload_check(
     name, size, digest = hash_upload(
         upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
     )
+    subset_reason = subset_reason.strip()
+    if "\x00" in subset_reason:
+        raise ValidationError({"subset_reason": "The reason contains a NUL character."})
+    n_records: int | None = None
+    warnings: tuple[str, ...] = ()
     if check_records:
-        _check_records(upload, name, task, metrics)
+        dataset = _check_records(upload, name, task, metrics)
+        n_records = dataset.n
+        problem = coverage_problem(dataset.n, dataset_version, subset_reason)
+        if problem:
+            raise ValidationError({"file": ValidationError(problem, code="coverage")})
+        warnings = tuple(fit_warnings(gate, dataset, task, metrics))
     return EvaluationUpload(
         gate=gate,
         model_version=model_version,
@@ -213,6 +256,9 @@ def evaluation_upload_check(
         metrics=list(metrics or []),
         seed=seed,
         resamples=resamples,
+        subset_reason=subset_reason,
+        n_records=n_records,
+        warnings=warnings,
     )
 
 
@@ -229,6 +275,7 @@ def evaluation_run_start(
     resamples: int = DEFAULT_RESAMPLES,
     check_records: bool = True,
     checked: EvaluationUpload | None = None,
+    subset_reason: str = "",
 ) -> EvaluationRun:
     """Store an evaluation file for a gate and queue the job that scores it (after commit).
 
@@ -251,6 +298,7 @@ def evaluation_run_start(
             seed=seed,
             resamples=resamples,
             check_records=check_records,
+            subset_reason=subset_reason,
         )
     elif checked.upload is not upload or checked.gate.pk != gate.pk:
         raise ValueError("`checked` is the check of another upload")
@@ -266,6 +314,8 @@ def evaluation_run_start(
         metrics=checked.metrics,
         seed=checked.seed,
         resamples=checked.resamples,
+        subset_reason=checked.subset_reason,
+        warnings=list(checked.warnings),
         requested_by=actor,
     )
     # Copying the file into storage needs no lock either.
@@ -276,6 +326,7 @@ def evaluation_run_start(
             require_project_perm(actor, "upload_evaluation", gate.project)
             _refuse_locked(gate)
             run.gate = gate
+            run.number = _next_run_number(gate.project)
             run.save()
             record(
                 actor=actor,
@@ -293,6 +344,8 @@ def evaluation_run_start(
                     "metrics": run.metrics,
                     "seed": checked.seed,
                     "resamples": checked.resamples,
+                    **({"subset_reason": checked.subset_reason} if checked.subset_reason else {}),
+                    **({"warnings": list(checked.warnings)} if checked.warnings else {}),
                 },
             )
             enqueue_evaluation(run.pk)
@@ -302,10 +355,20 @@ def evaluation_run_start(
     return run
 
 
-def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str] | None) -> None:
+def _next_run_number(project: Project) -> int:
+    """The project's next run number, under a lock on the project row: uploads to two gates of
+    one project at once must not draw the same number."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    last = EvaluationRun.objects.filter(project=project).aggregate(last=Max("number"))["last"]
+    return (last or 0) + 1
+
+
+def _check_records(
+    upload: UploadedFile, name: str, task: str, metrics: list[str] | None
+) -> Dataset:
     _, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
     try:
-        parse_records(
+        return parse_records(
             upload,
             filename=name,
             metrics=strict,
@@ -320,6 +383,76 @@ def _check_records(upload: UploadedFile, name: str, task: str, metrics: list[str
         ) from None
     finally:
         upload.seek(0)
+
+
+def evidence_requirements(gate: Gate) -> list[dict[str, Any]]:
+    """What the gate's criteria need from an evaluation file: per criterion its metric, the
+    group attribute it looks at, and its minimum records (the upload form and the API show
+    them before an upload)."""
+    needs = []
+    for criterion in GateCriterion.objects.filter(gate=gate).order_by("id"):
+        fairness = criterion.metric in FAIRNESS_METRICS
+        grouped = fairness or criterion.scope != "overall"
+        needs.append(
+            {
+                "criterion": criterion.expression,
+                "required": criterion.required,
+                "metric": criterion.metric,
+                "fields": sorted(METRICS[criterion.metric].fields)
+                if criterion.metric in METRICS
+                else [],
+                "group_attribute": criterion.group_attribute or ("any" if grouped else ""),
+                "min_records": criterion.min_records,
+                "min_group_records": criterion.min_group_records,
+            }
+        )
+    return needs
+
+
+def fit_warnings(gate: Gate, dataset: Dataset, task: str, metrics: list[str] | None) -> list[str]:
+    """Each thing a gate criterion needs that this file (with these metrics) will not give:
+    the criterion would have no data or too little evidence if the run were its evidence."""
+    computed, _, _ = resolve_metrics(task, list(metrics) if metrics else None)
+    found = []
+    for need in evidence_requirements(gate):
+        criterion, metric = need["criterion"], need["metric"]
+        if metric not in computed:
+            found.append(
+                f"Criterion {criterion} needs the metric {metric}, which this upload does not "
+                f"compute (it computes {', '.join(computed) or 'none'}): add it to the metrics."
+            )
+            continue
+        if metric in dataset.unavailable:
+            found.append(f"Criterion {criterion}: {metric} {dataset.unavailable[metric]}.")
+        attribute = need["group_attribute"]
+        if attribute == "any" and not dataset.groups:
+            found.append(
+                f"Criterion {criterion} compares subgroups, but no record has a group "
+                "attribute (`groups`)."
+            )
+        elif attribute and attribute != "any" and attribute not in dataset.groups:
+            present = ", ".join(sorted(dataset.groups)) or "none"
+            found.append(
+                f"Criterion {criterion} needs the group attribute “{attribute}”, which no "
+                f"record has (the file has: {present})."
+            )
+        if need["min_records"] and dataset.n < need["min_records"]:
+            found.append(
+                f"Criterion {criterion} needs at least {need['min_records']:,} records; the "
+                f"file has {dataset.n:,}."
+            )
+        minimum = need["min_group_records"]
+        if minimum:
+            attributes = [attribute] if attribute and attribute != "any" else list(dataset.groups)
+            for name in attributes:
+                counts = Counter(v for v in dataset.groups.get(name, []) if v is not None)
+                small = sorted(f"{v} ({n:,})" for v, n in counts.items() if n < minimum)
+                if small:
+                    found.append(
+                        f"Criterion {criterion} needs {minimum:,} records per subgroup; "
+                        f"{name} has fewer in: {', '.join(small)}."
+                    )
+    return found
 
 
 def _where(exc: RecordError) -> dict[str, Any]:
@@ -421,14 +554,20 @@ def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict[str, A
     stores nothing. New results change what the gate's signatures cover, so those are
     invalidated (and an approved gate reopens) here too.
     """
-    run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
+    run = (
+        EvaluationRun.objects.select_for_update()
+        .select_related("dataset_version")
+        .filter(pk=run_id)
+        .first()
+    )
     if run is None or run.claim_token != token or run.status != RunStatus.RUNNING:
         return False
     EvaluationResult.objects.bulk_create(_result_rows(run, result))
     run.status = RunStatus.SUCCEEDED
     run.progress, run.progress_message = 1.0, "finished"
     run.provenance = result.get("provenance", {})
-    run.warnings = result.get("warnings", [])
+    # The upload's fit warnings first, then the engine's.
+    run.warnings = [*run.warnings, *result.get("warnings", [])]
     run.n_records = result.get("n_records")
     run.finished_at = timezone.now()
     run.error_message = ""
@@ -455,7 +594,7 @@ def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict[str, A
             "results": run.results.count(),
             "criteria": {v.criterion.expression: v.status for v in verdicts},
         },
-        cause=f"evaluation run {run.pk} of {run.model_version} was attached",
+        cause=f"evaluation run {run.number} of {run.model_version} was attached",
     )
     return True
 

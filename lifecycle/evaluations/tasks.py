@@ -153,6 +153,15 @@ def run_evaluation(self: Task[[int], str], run_id: int) -> str:
                 )
             if result.get("provenance", {}).get("input_sha256") not in (None, run.sha256):
                 raise ValueError("the stored file no longer matches the SHA-256 taken at upload")
+            # Checked at upload too; here for files stored without reading them first.
+            uncovered = evaluation_services.coverage_problem(
+                result.get("n_records") or 0, run.dataset_version, run.subset_reason
+            )
+            if uncovered:
+                evaluation_services.evaluation_run_fail(
+                    run_id=run_id, token=token, message=uncovered
+                )
+                return "failed: does not cover its dataset version"
             stored = evaluation_services.evaluation_run_succeed(
                 run_id=run_id, token=token, result=result
             )

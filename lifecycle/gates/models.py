@@ -51,6 +51,14 @@ class Gate(models.Model):
     reopened_reason = models.TextField(
         blank=True, help_text="Set when signed content changed and the gate went back to review."
     )
+    evidence_runs = models.ManyToManyField(
+        "lifecycle.EvaluationRun",
+        blank=True,
+        related_name="evidence_for",
+        help_text="The runs the gate is judged on, designated by the project lead at submission "
+        "(docs/evaluations.md). Empty before submission: the gate is previewed on its latest "
+        "run that covers its dataset.",
+    )
 
     # The path to its project: `objects.restrict(user)` keeps what the user may see.
     restrict_path = "project"
@@ -115,6 +123,16 @@ class GateCriterion(models.Model):
     comparator = models.CharField(max_length=2, choices=Comparator.choices)
     threshold = models.FloatField()
     required = models.BooleanField(default=True)
+    min_records = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Fewer records than this overall: insufficient evidence, never pass.",
+    )
+    min_group_records = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A subgroup with fewer records than this: insufficient evidence, never pass.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -249,9 +267,17 @@ class Signature(models.Model):
         app_label = "governance"
         ordering = ["gate", "review_round", "signed_at", "id"]
         constraints = [
-            # One signature per person per gate per review round.
+            # One decision (approval or rejection) per person per gate per review round, and
+            # separately at most one "reviewed": reviewing never uses up the decision.
             models.UniqueConstraint(
-                fields=["gate", "review_round", "signer"], name="signature_one_per_round"
+                fields=["gate", "review_round", "signer"],
+                condition=models.Q(meaning__in=["approve", "reject"]),
+                name="signature_one_decision_per_round",
+            ),
+            models.UniqueConstraint(
+                fields=["gate", "review_round", "signer"],
+                condition=models.Q(meaning="review"),
+                name="signature_one_review_per_round",
             ),
             models.CheckConstraint(
                 condition=models.Q(meaning__in=SignatureMeaning.values), name="signature_meaning"

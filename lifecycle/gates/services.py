@@ -10,7 +10,6 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_otp import devices_for_user
 
 from audits.context import current
 from audits.models import Action, AuditEvent
@@ -19,8 +18,10 @@ from governance.lockout import reauthenticate
 from governance.models import RiskTier, User
 from governance.permissions import require_global_perm, require_project_perm
 from governance.roles import Role
-from lifecycle import versioning
+from governance.totp import second_factor_problem
+from lifecycle import notifications, versioning
 from lifecycle.checklists.models import ItemStatus
+from lifecycle.evaluations.models import EvaluationRun, RunStatus
 from lifecycle.gates import signoffs
 from lifecycle.gates.models import (
     Gate,
@@ -55,19 +56,113 @@ def _require_state(gate: Gate, allowed: tuple[str, ...], verb: str) -> None:
         )
 
 
+def _evidence(
+    gate: Gate, runs: list[EvaluationRun] | None, readiness: Readiness
+) -> list[EvaluationRun]:
+    """The runs a submission designates: those given, each a succeeded run of this gate, or by
+    default the run the gate is previewed on (its latest succeeded run that is no subset)."""
+    if runs is None:
+        return list(readiness.runs)
+    chosen = []
+    for run in runs:
+        if run.gate_id != gate.pk:
+            raise ValidationError(
+                {"evidence_runs": f"Run {run.number} is not an evaluation of this gate."}
+            )
+        if run.status != RunStatus.SUCCEEDED:
+            raise ValidationError(
+                {
+                    "evidence_runs": f"Run {run.number} is {run.get_status_display().lower()}: "
+                    "only a succeeded run can be evidence."
+                }
+            )
+        if run not in chosen:
+            chosen.append(run)
+    return sorted(chosen, key=lambda run: run.pk)
+
+
+def _run_numbers(runs: Any) -> list[int]:
+    return sorted(run.number for run in runs)
+
+
 @transaction.atomic
-def gate_submit(*, actor: User, gate: Gate, note: str = "") -> Gate:
-    """Submit a gate for committee review; every required item must be done or justified.
-    Each submission starts a new review round."""
+def gate_submit(
+    *, actor: User, gate: Gate, note: str = "", evidence_runs: list[EvaluationRun] | None = None
+) -> Gate:
+    """Submit a gate for committee review, designating the evaluation runs it is judged on
+    (default: its latest succeeded run that is no subset); every required item must be done
+    or justified. Each submission starts a new review round."""
     gate = lock_gate(gate)
     require_project_perm(actor, "submit_gate", gate.project)
     _require_state(gate, (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED), "submitted")
-    _require_settled(readiness_of(gate), "submitted")
+    readiness = readiness_of(gate)
+    _require_settled(readiness, "submitted")
+    if readiness.earlier_not_approved:
+        phase, why = readiness.earlier_not_approved[0]
+        raise ValidationError(
+            f"The gate cannot be submitted while the earlier {phase} gate is not approved ({why})."
+        )
+    runs = _evidence(gate, evidence_runs, readiness)
+    if not runs and any(c.criterion.required for c in readiness.verdicts):
+        candidates = EvaluationRun.objects.filter(gate=gate, status=RunStatus.SUCCEEDED)
+        if candidates.exists():
+            raise ValidationError(
+                {
+                    "evidence_runs": "The gate has required criteria: designate the evaluation "
+                    "run (or runs) they are judged on."
+                }
+            )
     before = snapshot(gate, GATE_FIELDS)
+    gate.evidence_runs.set(runs)
     gate_move(gate, Move.SUBMIT, by=actor, note=note.strip())
-    event = _record_gate(actor, Action.GATE_SUBMIT, gate, before, reason=gate.decision_note)
+    event = _record_gate(
+        actor,
+        Action.GATE_SUBMIT,
+        gate,
+        before,
+        reason=gate.decision_note,
+        extra={"evidence_runs": _run_numbers(runs)},
+    )
     signoffs.supersede(
         gate, actor=actor, event=event, cause=f"review round {gate.review_round} started"
+    )
+    notifications.gate_entered_review(gate)
+    return gate
+
+
+@transaction.atomic
+def gate_evidence_designate(
+    *, actor: User, gate: Gate, evidence_runs: list[EvaluationRun], reason: str
+) -> Gate:
+    """Change the runs a gate in review is judged on (project lead), with a reason. The
+    signatures made over the earlier evidence are invalidated and a new review round starts;
+    an approved gate's evidence never changes."""
+    gate = lock_gate(gate)
+    require_project_perm(actor, "submit_gate", gate.project)
+    _require_state(gate, (Gate.State.IN_REVIEW,), "given other evidence")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why the gate's evidence changes."})
+    if not evidence_runs:
+        raise ValidationError({"evidence_runs": "Designate at least one evaluation run."})
+    runs = _evidence(gate, evidence_runs, readiness_of(gate))
+    before = _run_numbers(gate.evidence_runs.all())
+    after = _run_numbers(runs)
+    if before == after:
+        raise ValidationError({"evidence_runs": "The gate is already judged on these runs."})
+    gate.evidence_runs.set(runs)
+    listed = ", ".join(str(n) for n in after)
+    was = ", ".join(str(n) for n in before) or "none"
+    signoffs.record_signed_content_change(
+        actor,
+        gate,
+        action=Action.GATE_EVIDENCE_DESIGNATE,
+        target=gate,
+        target_text=f"{gate.phase_enum.label} gate",
+        before={"evidence_runs": before},
+        after={"evidence_runs": after},
+        reason=reason,
+        cause=f"the gate's evidence changed from run(s) {was} to run(s) {listed}",
     )
     return gate
 
@@ -138,6 +233,8 @@ CRITERION_FIELDS = (
     "comparator",
     "threshold",
     "required",
+    "min_records",
+    "min_group_records",
 )
 
 
@@ -149,6 +246,17 @@ def _validate_criterion(criterion: GateCriterion) -> None:
     if criterion.metric in FAIRNESS_METRICS and criterion.scope != "overall":
         raise ValidationError(
             {"scope": "Fairness differences are between groups: use the overall scope."}
+        )
+    if (
+        criterion.min_group_records
+        and criterion.scope == "overall"
+        and criterion.metric not in FAIRNESS_METRICS
+    ):
+        raise ValidationError(
+            {
+                "min_group_records": "A minimum per subgroup needs a criterion on subgroups: "
+                "every or worst subgroup, or a fairness difference."
+            }
         )
     criterion.full_clean(exclude=["created_by", "gate"])
 
@@ -241,13 +349,8 @@ class ReauthenticationFailed(PermissionDenied):
 def _reauthentication_problem(user: User, password: str, otp_token: str) -> str | None:
     if not user.check_password(password or ""):
         return "wrong password"
-    devices = list(devices_for_user(user, confirmed=True))
-    if devices:
-        if not otp_token:
-            return "a TOTP code is required for this account"
-        if not any(device.verify_token(otp_token) for device in devices):
-            return "wrong TOTP code"
-    return None
+    # The authenticator app's code, or one of the user's recovery codes (used up, recorded).
+    return second_factor_problem(user, otp_token)
 
 
 def _reauthenticate(actor: User, gate: Gate, password: str, otp_token: str) -> None:
@@ -327,12 +430,7 @@ def signoff_create(
                 f"The {gate.phase_enum.label} gate is {gate.get_state_display().lower()}: only a "
                 "gate in review can be signed."
             )
-        if Signature.objects.filter(
-            gate=gate, review_round=gate.review_round, signer=actor
-        ).exists():
-            raise ValidationError(
-                f"You already signed this gate in review round {gate.review_round}."
-            )
+        _require_not_signed(actor, gate, meaning)
         if meaning == SignatureMeaning.APPROVE:
             _require_may_approve(actor, gate, role, held)
         signed_at = timezone.now()
@@ -354,9 +452,8 @@ def signoff_create(
             with transaction.atomic():
                 signature.save()
         except IntegrityError:
-            raise ValidationError(
-                f"You already signed this gate in review round {gate.review_round}."
-            ) from None
+            _require_not_signed(actor, gate, meaning)
+            raise
         before_state = gate.state
         _decide(gate, signature)
         record(
@@ -380,32 +477,83 @@ def signoff_create(
     return signature
 
 
-def _require_may_approve(actor: User, gate: Gate, role: str, held: set[str]) -> None:
+DECISIONS = (SignatureMeaning.APPROVE, SignatureMeaning.REJECT)
+
+
+def _require_not_signed(actor: User, gate: Gate, meaning: str) -> None:
+    """One approval or rejection per person per round; "reviewed" is separate and never uses
+    up the decision, but comes before it."""
+    mine = {
+        s.meaning: s
+        for s in Signature.objects.filter(gate=gate, review_round=gate.review_round, signer=actor)
+    }
+    decided = next((mine[m] for m in DECISIONS if m in mine), None)
+    if decided is not None:
+        raise ValidationError(
+            f"You already {decided.get_meaning_display().lower()} this gate in review round "
+            f"{gate.review_round}: one approval or rejection per person per round."
+        )
+    if meaning == SignatureMeaning.REVIEW and SignatureMeaning.REVIEW in mine:
+        raise ValidationError(
+            f"You already marked this gate reviewed in review round {gate.review_round}; "
+            "approve or reject it when you decide."
+        )
+
+
+def approval_refusals(
+    user: User, gate: Gate, role: str, held: set[str], readiness: Readiness
+) -> list[PermissionDenied | ValidationError]:
+    """Every reason an approval by `user` (holding `held` roles) in `role` would be refused
+    now, most fundamental first: the sign dialog warns with them before anyone signs, and
+    `signoff_create` refuses with the first. Reads only."""
     project = gate.project
+    found: list[PermissionDenied | ValidationError] = []
     if Role.PROJECT_LEAD in held:
-        raise PermissionDenied(
-            "The project lead cannot approve a gate of their own project (separation of duties)."
+        found.append(
+            PermissionDenied(
+                "The project lead cannot approve a gate of their own project (separation of "
+                "duties)."
+            )
         )
     if project.risk_tier == RiskTier.HIGH and role == Role.COMMITTEE_CHAIR and len(held) > 1:
-        raise PermissionDenied(
-            "On a high-risk project the committee chair's approval must come from someone with "
-            "no other role on the project."
+        found.append(
+            PermissionDenied(
+                "On a high-risk project the committee chair's approval must come from someone "
+                "with no other role on the project."
+            )
         )
-    readiness = readiness_of(gate)
+    for phase, why in readiness.earlier_not_approved:
+        found.append(
+            ValidationError(
+                f"The gate cannot be approved while the earlier {phase} gate is not approved "
+                f"({why})."
+            )
+        )
     blocking = [item.title for item in readiness.blocking_items]
     if blocking:
-        raise ValidationError(
-            f"The gate cannot be approved while {len(blocking)} required item(s) are neither "
-            f"done nor justified as not applicable: {'; '.join(blocking)}."
+        found.append(
+            ValidationError(
+                f"The gate cannot be approved while {len(blocking)} required item(s) are "
+                f"neither done nor justified as not applicable: {'; '.join(blocking)}."
+            )
         )
     failing = [
         f"{v.criterion.expression} ({v.status}: {v.detail})" for v in readiness.failing_criteria
     ]
     if failing:
-        raise ValidationError(
-            f"The gate cannot be approved while {len(failing)} required evaluation "
-            f"criterion/criteria do not pass: {'; '.join(failing)}."
+        found.append(
+            ValidationError(
+                f"The gate cannot be approved while {len(failing)} required evaluation "
+                f"criterion/criteria do not pass: {'; '.join(failing)}."
+            )
         )
+    return found
+
+
+def _require_may_approve(actor: User, gate: Gate, role: str, held: set[str]) -> None:
+    refusals = approval_refusals(actor, gate, role, held, readiness_of(gate))
+    if refusals:
+        raise refusals[0]
 
 
 def _decide(gate: Gate, signature: Signature) -> None:
@@ -413,8 +561,10 @@ def _decide(gate: Gate, signature: Signature) -> None:
     approves it when every condition holds."""
     if signature.meaning == SignatureMeaning.REJECT:
         gate_move(gate, Move.REJECT, by=signature.signer, note=signature.reason)
+        notifications.gate_decided(gate)
     elif signature.meaning == SignatureMeaning.APPROVE and readiness_of(gate).can_be_approved:
         gate_move(gate, Move.APPROVE, by=signature.signer)
+        notifications.gate_decided(gate)
 
 
 def _require_policy_admin(actor: User) -> None:

@@ -18,7 +18,9 @@ from audits.models import AuditEvent
 from audits.trail import record
 from governance.models import Membership, User
 from governance.roles import Role
+from lifecycle import notifications
 from lifecycle.checklists.models import ChecklistItem, Evidence
+from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.gates.models import (
     Gate,
     GateState,
@@ -26,7 +28,7 @@ from lifecycle.gates.models import (
     SignatureInvalidation,
 )
 from lifecycle.gates.readiness import Readiness, readiness_of
-from lifecycle.gates.transitions import Move, gate_move, lock_gate
+from lifecycle.gates.transitions import Move, gate_move, lock_gate, next_phase_to_hold
 
 MANIFEST_VERSION = 1
 
@@ -219,10 +221,14 @@ def invalidation_summary(stale: list[Signature], gate: Gate) -> dict[str, Any]:
     """What an audit event says about the signatures its change invalidated."""
     if not stale:
         return {}
-    return {
+    summary: dict[str, Any] = {
         "invalidated_signatures": [s.pk for s in stale],
         "gate_reopened": gate.state == GateState.APPROVED,
     }
+    held = next_phase_to_hold(gate) if gate.state == GateState.APPROVED else None
+    if held is not None:
+        summary["next_gate_locked"] = held.phase
+    return summary
 
 
 def invalidate(
@@ -248,8 +254,14 @@ def invalidate(
     )
     now = timezone.now()
     note = f"Reopened {now:%Y-%m-%d %H:%M %Z}: {cause} — {len(stale)} signature(s) invalidated."
+    was_approved = gate.state == GateState.APPROVED
     gate_move(lock_gate(gate), Move.CONTENT_CHANGED, by=actor, note=note, now=now)
     gate.refresh_from_db()
+    # The people who must look again are told once the change commits.
+    if was_approved:
+        notifications.gate_reopened(gate, cause, invalidated=stale, by=actor)
+    elif gate.state == GateState.IN_REVIEW:
+        notifications.gate_entered_review(gate)
 
 
 def supersede(
@@ -323,34 +335,45 @@ def record_signed_content_change(
     invalidate(gate=gate, stale=stale, event=event, actor=actor, cause=cause)
 
 
+def _run_section(run: EvaluationRun) -> dict[str, Any]:
+    section = {
+        "run": run.pk,
+        "file_sha256": run.sha256,
+        "model_version": run.model_version.label,
+        "dataset_version": run.dataset_version.label,
+        "dataset_sha256": run.dataset_version.sha256,
+        "engine_version": run.provenance.get("engine_version"),
+        "seed": run.seed,
+        "resamples": run.resamples,
+        "results": [
+            [
+                r.scope,
+                r.group_attribute,
+                r.group_value,
+                r.metric,
+                r.value,
+                r.ci_low,
+                r.ci_high,
+                r.n,
+            ]
+            for r in run.results.order_by("scope", "group_attribute", "group_value", "metric")
+        ],
+    }
+    if run.subset_reason:
+        section["subset_reason"] = run.subset_reason
+    return section
+
+
 def _evaluation_section(readiness: Readiness) -> dict[str, Any]:
-    """What a signature covers of the evaluation: the run, its numbers, the verdicts."""
-    run = readiness.run
+    """What a signature covers of the evaluation: the run (or runs) the gate is judged on,
+    their numbers, the verdicts. One run keeps the shape manifests always had, so signatures
+    made before designation existed still verify."""
+    runs = readiness.runs
     section: dict[str, Any] = {"run": None}
-    if run is not None:
-        section = {
-            "run": run.pk,
-            "file_sha256": run.sha256,
-            "model_version": run.model_version.label,
-            "dataset_version": run.dataset_version.label,
-            "dataset_sha256": run.dataset_version.sha256,
-            "engine_version": run.provenance.get("engine_version"),
-            "seed": run.seed,
-            "resamples": run.resamples,
-            "results": [
-                [
-                    r.scope,
-                    r.group_attribute,
-                    r.group_value,
-                    r.metric,
-                    r.value,
-                    r.ci_low,
-                    r.ci_high,
-                    r.n,
-                ]
-                for r in run.results.order_by("scope", "group_attribute", "group_value", "metric")
-            ],
-        }
+    if len(runs) == 1:
+        section = _run_section(runs[0])
+    elif runs:
+        section = {"runs": [_run_section(run) for run in runs]}
     section["criteria"] = [
         {
             "expression": v.criterion.expression,

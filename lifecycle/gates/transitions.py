@@ -3,7 +3,8 @@
 `gate_move` is a step of the gate services (submission, signing, signature invalidation,
 periodic reviews), always run inside their transaction after they checked permission and
 conditions; the services write the audit event. It knows which moves exist, which fields each
-one sets, and what follows from it: approving opens the next phase, and any move keeps
+one sets, and what follows from it: approving opens the next phase, reopening an approved gate
+locks the next phase again if its work has not been submitted, and any move keeps
 `Project.current_phase` in step.
 """
 
@@ -27,6 +28,7 @@ class Move(enum.Enum):
     # Signed content changed: a new review round; an approved gate goes back to in review.
     CONTENT_CHANGED = "content_changed"
     START_CYCLE = "start_cycle"  # approved monitoring gate -> open for its next periodic review
+    HOLD = "hold"  # open -> locked: the previous gate was reopened (it opens again on approval)
 
 
 _FROM: dict[Move, tuple[str, ...]] = {
@@ -41,6 +43,7 @@ _FROM: dict[Move, tuple[str, ...]] = {
         GateState.OPEN,
     ),
     Move.START_CYCLE: (GateState.APPROVED,),
+    Move.HOLD: (GateState.OPEN,),
 }
 
 
@@ -79,28 +82,39 @@ def gate_move(
     elif move is Move.SUBMIT:
         gate.state, gate.submitted_at, gate.decision_note = GateState.IN_REVIEW, now, note
         gate.review_round += 1
-        fields = ["state", "review_round", "submitted_at", "decision_note"]
+        # A reopened approval is history once the gate is submitted, approved or reviewed
+        # again: the banners that say why it is back in review stop (reopened_at stays).
+        gate.reopened_reason = ""
+        fields = ["state", "review_round", "submitted_at", "decision_note", "reopened_reason"]
     elif move in (Move.APPROVE, Move.REJECT):
         approved = move is Move.APPROVE
         gate.state = GateState.APPROVED if approved else GateState.CHANGES_REQUESTED
         gate.decided_at, gate.decided_by = now, by
         gate.decision_note = "" if approved else note
         fields = ["state", "decided_at", "decided_by", "decision_note"]
+        if approved:
+            gate.reopened_reason = ""
+            fields.append("reopened_reason")
     elif move is Move.CONTENT_CHANGED:
         fields = ["review_round"]
         gate.review_round += 1
         if gate.state == GateState.APPROVED:
             gate.state, gate.reopened_at, gate.reopened_reason = GateState.IN_REVIEW, now, note
             fields += ["state", "reopened_at", "reopened_reason"]
+    elif move is Move.HOLD:
+        gate.state = GateState.LOCKED
+        fields = ["state"]
     else:  # Move.START_CYCLE
         if gate.phase != Phase.MONITORING:
             raise IllegalMove("only the monitoring gate recurs")
-        gate.state, gate.opened_at = GateState.OPEN, now
+        gate.state, gate.opened_at, gate.reopened_reason = GateState.OPEN, now, ""
         gate.cycle += 1
-        fields = ["state", "cycle", "opened_at"]
+        fields = ["state", "cycle", "opened_at", "reopened_reason"]
     gate.save(update_fields=fields)
     if move is Move.APPROVE:
         _open_next_phase(gate, now, by)
+    if move is Move.CONTENT_CHANGED and was_approved:
+        _hold_next_phase(gate, by)
     # The project's current phase moves only when a gate becomes or stops being approved.
     if move in (Move.APPROVE, Move.START_CYCLE) or (move is Move.CONTENT_CHANGED and was_approved):
         refresh_current_phase(gate.project_id)
@@ -118,6 +132,24 @@ def _open_next_phase(gate: Gate, now: datetime.datetime, by: User | None) -> Non
     )
     if locked is not None:
         gate_move(locked, Move.OPEN, by=by, now=now)
+
+
+def next_phase_to_hold(gate: Gate) -> Gate | None:
+    """The next phase's gate that reopening `gate` would lock again: open, nothing submitted."""
+    following = Phase(gate.phase).next
+    if following is None:
+        return None
+    return Gate.objects.filter(
+        project=gate.project_id, phase=following, state=GateState.OPEN
+    ).first()
+
+
+def _hold_next_phase(gate: Gate, by: User | None) -> None:
+    # Work in the next phase stays; it is read-only until this gate is approved again. A next
+    # gate already in review or decided is blocked by its readiness instead.
+    held = next_phase_to_hold(gate)
+    if held is not None:
+        gate_move(lock_gate(held), Move.HOLD, by=by)
 
 
 def refresh_current_phase(project_id: int) -> None:

@@ -50,7 +50,8 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Validate a whole file of records, then compute the task's preset suite (or `metrics`),
-    per subgroup, with fairness differences and percentile bootstrap intervals.
+    per subgroup, with fairness differences and bootstrap intervals (percentile; simultaneous
+    pairwise bounds for the fairness differences).
 
     Raises `RecordError` for a refused file and `ValueError` for an unknown task or metric or a
     negative seed or resample count. A metric that cannot be computed is null with a reason.
@@ -193,6 +194,13 @@ def _entry(result: Result, replicates: np.ndarray | None, extra: list[str]) -> d
         low = high = None
         if value is not None and replicates is not None and replicates.size:
             low, high, missing = bootstrap.percentile_interval(replicates)
+            components = result.component_replicates
+            if (
+                low is not None
+                and result.component_estimates is not None
+                and components is not None
+            ):
+                low, high = bootstrap.pairwise_interval(result.component_estimates, components)
             if missing and low is None:
                 warnings.append("no resample gave a defined value: no interval")
             elif missing:
@@ -200,12 +208,31 @@ def _entry(result: Result, replicates: np.ndarray | None, extra: list[str]) -> d
                     f"{missing} of {replicates.size} resamples left the metric undefined; the "
                     f"interval uses the other {replicates.size - missing}"
                 )
+            if low is not None and high is not None:
+                warnings.extend(_outside(value, low, high, result.interval_method))
         entry = {"value": value, "ci_low": low, "ci_high": high, "n": int(result.n)}
         if value is None:
             entry["reason"] = result.reason or "undefined for these records"
     if warnings:
         entry["warnings"] = warnings
     return entry
+
+
+def _outside(value: float, low: float, high: float, method: str) -> list[str]:
+    """A note when the estimate lies outside its own interval (beyond rounding)."""
+    slack = 1e-12 * max(1.0, abs(value))
+    if low - slack <= value <= high + slack:
+        return []
+    digits = 4
+    # enough significant digits that the estimate and the bound it crosses print differently
+    bound = low if value < low else high
+    while digits < 12 and f"{value:.{digits}g}" == f"{bound:.{digits}g}":
+        digits += 1
+    shown = [f"{x:.{digits}g}" for x in (value, low, high)]
+    return [
+        f"the estimate {shown[0]} lies outside its 95% interval {shown[1]}–{shown[2]} "
+        f"({method}): resampling shifts this metric, so the interval is unreliable here"
+    ]
 
 
 def _group_notes(ctx: Context, unit: Unit) -> tuple[list[str], list[str]]:
@@ -337,13 +364,24 @@ def _provenance(ctx: Context, dataset: Dataset, *, task: str | None, resamples: 
     if any(k.startswith("latency_") for k in keys):
         normalisation["latency"] = "numpy.percentile, method 'linear'"
     libraries = {name: _version(name) for name in (*REFERENCE_LIBRARIES, *sorted(ctx.libraries))}
+    intervals = {
+        key: bootstrap.PAIRWISE_METHOD if METRICS[key].kind == "fairness" else bootstrap.CI_METHOD
+        for key in keys
+        if METRICS[key].kind != "matrix"
+    }
+    ci_method = bootstrap.CI_METHOD
+    if set(intervals.values()) == {bootstrap.PAIRWISE_METHOD}:
+        ci_method = bootstrap.PAIRWISE_METHOD
+    elif bootstrap.PAIRWISE_METHOD in intervals.values():
+        ci_method += f"; fairness differences: {bootstrap.PAIRWISE_METHOD}"
     return {
         "engine_version": ENGINE_VERSION,
         "libraries": {name: v for name, v in libraries.items() if v is not None},
         "python": platform.python_version(),
         "seed": ctx.seed,
         "resamples": resamples,
-        "ci_method": bootstrap.CI_METHOD,
+        "ci_method": ci_method,
+        "intervals": intervals,
         "confidence": bootstrap.CONFIDENCE,
         "resampling": bootstrap.RESAMPLING,
         "input_sha256": dataset.sha256,

@@ -13,17 +13,20 @@ from django.db.models import F, Q, QuerySet
 from governance.models import Membership, Project, User
 from governance.selectors import projects_for_user
 from lifecycle.checklists.models import SETTLED_STATUSES, ChecklistItem
-from lifecycle.gates.models import Gate, GateState, Signature
+from lifecycle.gates.models import Gate, GateState, Signature, SignatureMeaning
 from lifecycle.gates.readiness import gate_readiness
 
 
 @dataclass
 class ProjectRow:
-    """One project on the dashboard: its current gate and what blocks that gate."""
+    """One project on the dashboard: its current gate, what blocks it, who must act next,
+    and why it is back in review when an approval was reopened."""
 
     project: Project
     gate: Gate | None
     blockers: list[str] = field(default_factory=list)
+    next_action: str = ""
+    reopened: str = ""
 
 
 def filtered_projects(user: User, params: dict[str, Any]) -> QuerySet[Project]:
@@ -59,13 +62,20 @@ def project_rows(projects: list[Project]) -> list[ProjectRow]:
             rows.append(ProjectRow(project, None))
             continue
         answer = readiness[gate.pk]
-        rows.append(ProjectRow(project, answer.gate, answer.blockers))
+        current = answer.gate
+        reopened = (
+            current.reopened_reason
+            if current.state == GateState.IN_REVIEW and current.reopened_reason
+            else ""
+        )
+        rows.append(ProjectRow(project, current, answer.blockers, answer.next_action, reopened))
     return rows
 
 
 def pending_signoffs(user: User) -> list[Gate]:
-    """Gates in review whose sign-off policy requires a role the user holds, which the user
-    has not signed in their current round."""
+    """Gates in review whose sign-off policy requires a role the user holds, on which the user
+    has not yet approved or rejected in the current round ("reviewed" does not count: the
+    approval is still theirs to give)."""
     held: dict[int, set[str]] = {}
     for project_id, role in Membership.objects.filter(user=user).values_list("project", "role"):
         held.setdefault(project_id, set()).add(role)
@@ -78,7 +88,11 @@ def pending_signoffs(user: User) -> list[Gate]:
     if not gates:
         return []
     signed = set(
-        Signature.objects.filter(signer=user, gate__in=gates).values_list("gate", "review_round")
+        Signature.objects.filter(
+            signer=user,
+            gate__in=gates,
+            meaning__in=[SignatureMeaning.APPROVE, SignatureMeaning.REJECT],
+        ).values_list("gate", "review_round")
     )
     readiness = gate_readiness(gates)
     return [

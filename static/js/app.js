@@ -21,6 +21,18 @@
     });
   }
 
+  // A refused form is answered with its page again, at the form's POST-only URL: put the
+  // page's own address back in the address bar, so a reload or a bookmark opens the page.
+  var canonical = document.body && document.body.getAttribute("data-canonical-url");
+  if (canonical && window.history && window.history.replaceState) {
+    try {
+      var target = new URL(canonical, window.location.href);
+      if (target.origin === window.location.origin && target.href !== window.location.href) {
+        window.history.replaceState(window.history.state, "", target.href);
+      }
+    } catch (error) { /* a malformed address: leave the bar as it is */ }
+  }
+
   function openDialog(dialog, opener) {
     dialog.showModal();
     dialog.returnFocusTo = opener || null;
@@ -55,6 +67,9 @@
   function init(root) {
     root.querySelectorAll("form.evidence-form").forEach(syncEvidenceKind);
     root.querySelectorAll("dialog[data-open-on-load]").forEach(function (d) { openDialog(d); });
+    // A refusal shown at the top of a long page: scroll to it and read it out.
+    var refusal = root.querySelector("[data-focus-on-load]");
+    if (refusal) refusal.focus();
   }
 
   document.addEventListener("change", function (event) {

@@ -45,7 +45,7 @@ def versions(team, client):
 
 
 def upload(client, team, data=None, **extra):
-    data = data or binary_classifier(seed=1, n=300, prevalence=0.3, separation=1.5)
+    data = data or binary_classifier(seed=1, n=400, prevalence=0.3, separation=1.5)
     return client.post(
         project_url(team, "evaluation-runs/"),
         {

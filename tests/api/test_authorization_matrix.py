@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from governance.roles import Role
 from lifecycle.checklists import services as checklist_services
 from lifecycle.evaluations import services as evaluation_services
+from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.gates import services as gate_services
 from tests.api.helpers import client_for
 from tests.factories import PASSWORD, make_team, make_versions, settle
@@ -55,7 +56,7 @@ class Call:
 
 
 def _run(team):
-    make_versions(team)
+    make_versions(team, rows=1)
     return evaluation_services.evaluation_run_start(
         actor=team.creator,
         gate=team.project.gates.first(),
@@ -90,6 +91,16 @@ def _criterion(team):
 
 def _p(team, rest=""):
     return f"/api/v1/projects/{team.project.slug}/{rest}"
+
+
+def _succeeded_run_in_review(team):
+    """A succeeded run of the planning gate, which went into review before it succeeded (so
+    without evidence)."""
+    run = _run(team)
+    _in_review(team)
+    EvaluationRun.objects.filter(pk=run.pk).update(status="succeeded", n_records=1)
+    run.refresh_from_db()
+    return run
 
 
 def _records():
@@ -153,7 +164,7 @@ POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
     ("/api/v1/projects/{slug}/evaluation-runs/", "post"): (
         {R.PROJECT_LEAD, R.DATA_STEWARD},
         lambda t: (
-            make_versions(t),
+            make_versions(t, rows=1),
             Call(
                 _p(t, "evaluation-runs/"),
                 {
@@ -220,6 +231,13 @@ POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
                 {"role": t.acting_role, "meaning": "review", "password": PASSWORD},
             ),
         )[1],
+    ),
+    ("/api/v1/projects/{slug}/gates/{phase}/evidence/", "post"): (
+        {R.PROJECT_LEAD},
+        lambda t: Call(
+            _p(t, "gates/planning/evidence/"),
+            {"evidence_runs": [_succeeded_run_in_review(t).pk], "reason": "The corrected labels."},
+        ),
     ),
     ("/api/v1/projects/{slug}/gates/{phase}/submit/", "post"): (
         {R.PROJECT_LEAD},

@@ -99,7 +99,7 @@ def _config(team, ids: dict[str, list[int]]) -> str:
 def _objects(team) -> dict[str, list[int]]:
     """A little of everything on the project, created as its members would; their ids."""
     lead = team.creator
-    model, dataset = make_versions(team)
+    model, dataset = make_versions(team, rows=1)
     gate = team.project.gates.get(phase=Phase.PLANNING)
     run = evaluation_services.evaluation_run_start(
         actor=lead,

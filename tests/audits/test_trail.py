@@ -92,7 +92,12 @@ def test_before_and_after_values_and_reason_are_recorded(team):
     assert event.reason == "Justify each item properly."
     submit = AuditEvent.objects.filter(action="gate.submit").get()
     assert submit.before == {"state": "open", "review_round": 0, "cycle": 1}
-    assert submit.after == {"state": "in_review", "review_round": 1, "cycle": 1}
+    assert submit.after == {
+        "state": "in_review",
+        "review_round": 1,
+        "cycle": 1,
+        "evidence_runs": [],
+    }
     item_event = AuditEvent.objects.filter(action="checklist_item.update").first()
     assert item_event.before == {"status": "not_started", "justification": ""}
     assert item_event.after == {"status": "not_applicable", "justification": "Pilot only."}

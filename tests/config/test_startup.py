@@ -21,7 +21,11 @@ app.loader.import_default_modules()  # every task module a worker imports
 print(" ".join(sorted(name for name in app.tasks if not name.startswith("celery."))))
 print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
-JOBS = {"lifecycle.run_evaluation", "lifecycle.sweep_evaluation_runs"}
+JOBS = {
+    "lifecycle.run_evaluation",
+    "lifecycle.sweep_evaluation_runs",
+    "lifecycle.send_notification",
+}
 WORKER = JOBS | {"audits.write_checkpoints", "governance.health_check"}
 
 

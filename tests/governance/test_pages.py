@@ -93,9 +93,11 @@ def grow(team, n: int) -> None:
     for i in range(n):
         checklist_services.comment_add(actor=team.creator, item=item, body=f"Comment {i}")
         checklist_services.evidence_add_note(actor=team.creator, item=item, note=f"Note {i}")
+    numbered = EvaluationRun.objects.filter(project=team.project).count()
     EvaluationRun.objects.bulk_create(
         EvaluationRun(
             project=team.project,
+            number=numbered + i + 1,
             gate=gate,
             model_version=model,
             dataset_version=dataset,
@@ -107,7 +109,7 @@ def grow(team, n: int) -> None:
             requested_by=team.creator,
             metrics=["auroc"],
         )
-        for _ in range(n)
+        for i in range(n)
     )
 
 
@@ -144,7 +146,7 @@ def test_the_run_page_does_not_grow_with_results(client, in_process_tasks):
             model_version=model,
             dataset_version=dataset,
             upload=ContentFile(
-                binary_classifier(seed=1, n=300, prevalence=0.3, separation=1.2), name="r.jsonl"
+                binary_classifier(seed=1, n=400, prevalence=0.3, separation=1.2), name="r.jsonl"
             ),
             metrics=metrics,
             resamples=50,

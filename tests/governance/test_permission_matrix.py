@@ -50,6 +50,7 @@ POLICY: dict[str, set] = {
     "evidence_record_download": set(Role),
     "comment_add": set(Role) - {R.AUDITOR},
     "gate_submit": {R.PROJECT_LEAD},
+    "gate_evidence_designate": {R.PROJECT_LEAD},
     "signoff_create": set(Role) - {R.AUDITOR},
     "gate_start_review_cycle": {R.COMMITTEE_CHAIR},
     "model_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
@@ -152,8 +153,26 @@ def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
         }
     if service == "gate_start_review_cycle":
         return {"gate": _approved_monitoring(team)}
+    if service == "gate_evidence_designate":
+        model, dataset = make_versions(team, rows=1)
+        gate = _in_review(team)
+        run = EvaluationRun.objects.create(
+            project=project,
+            number=1,
+            gate=gate,
+            model_version=model,
+            dataset_version=dataset,
+            file="evaluations/r.jsonl",
+            original_name="r.jsonl",
+            size=1,
+            sha256="d" * 64,
+            status="succeeded",
+            n_records=1,
+            requested_by=team.creator,
+        )
+        return {"gate": gate, "evidence_runs": [run], "reason": "The corrected labels."}
     if service == "evaluation_run_start":
-        model, dataset = make_versions(team)
+        model, dataset = make_versions(team, rows=1)
         return {
             "gate": _gate(team),
             "model_version": model,

@@ -336,11 +336,19 @@ def test_the_page_shows_signatures_and_what_invalidated_them(client, team):
 # --- Rules ---------------------------------------------------------------------------------------
 
 
-def test_one_signature_per_person_per_round(team):
+def test_one_decision_per_person_per_round_and_reviewed_never_uses_it_up(team):
     gate = in_review(team)
     sign(team, gate, Role.COMMITTEE_CHAIR, "review")
-    with pytest.raises(ValidationError, match="already signed this gate in review round 1"):
-        sign(team, gate, Role.COMMITTEE_CHAIR, "approve")
+    with pytest.raises(ValidationError, match="already marked this gate reviewed"):
+        sign(team, gate, Role.COMMITTEE_CHAIR, "review")
+    sign(team, gate, Role.COMMITTEE_CHAIR, "approve")
+    with pytest.raises(ValidationError, match="already approved this gate in review round 1"):
+        sign(team, gate, Role.COMMITTEE_CHAIR, "reject", reason="Changed my mind.")
+    with pytest.raises(ValidationError, match="one approval or rejection per person"):
+        sign(team, gate, Role.COMMITTEE_CHAIR, "review")
+    chair = team[Role.COMMITTEE_CHAIR]
+    meanings = sorted(gate.signatures.filter(signer=chair).values_list("meaning", flat=True))
+    assert meanings == ["approve", "review"]
 
 
 def test_nobody_signs_in_a_role_they_do_not_hold(team):

@@ -20,7 +20,7 @@ from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, Signature
 from lifecycle.gates.readiness import readiness_of
 from lifecycle.phases import Phase
-from tests.factories import approve, make_team, make_versions, pass_gate, settle, sign
+from tests.factories import make_team, make_versions, pass_gate, settle, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -180,8 +180,8 @@ def test_only_the_current_claim_may_store_results(team):
         run_id=run.pk,
         token=second,
         result={
-            "n_records": 1,
-            "metrics": {"auroc": {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n": 1}},
+            "n_records": 400,
+            "metrics": {"auroc": {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n": 400}},
         },
     )
     assert run.results.count() == 1
@@ -258,7 +258,7 @@ def test_the_sweeper_requeues_lost_runs(
 # --- Criteria -----------------------------------------------------------------------------------
 
 
-def test_criteria_are_judged_on_the_latest_succeeded_run(team):
+def test_an_open_gate_is_previewed_on_its_latest_succeeded_run(team):
     passing = criterion(team, metric="auroc", threshold=0.8)
     failing = criterion(team, metric="recall", bound="ci_low", threshold=0.99)
     fair = criterion(
@@ -277,7 +277,8 @@ def test_criteria_are_judged_on_the_latest_succeeded_run(team):
     run_evaluation.apply(args=[run.pk])
     verdicts = {v.criterion: v for v in readiness_of(gate).verdicts}
     assert verdicts[passing].status == "pass" and verdicts[passing].observed > 0.8
-    assert verdicts[failing].status == "fail" and "overall" in verdicts[failing].detail
+    assert verdicts[failing].status == "fail"
+    assert verdicts[failing].detail.startswith("lower bound ")
     assert verdicts[fair].status == "pass"
     assert verdicts[groups].status == "pass"
     assert failing.expression == "ci_low(recall) >= 0.99"
@@ -336,18 +337,22 @@ def test_results_and_criteria_are_in_the_manifest_and_changes_invalidate(team):
     assert gate.state == "approved"
     manifest = Signature.objects.filter(gate=gate).first().manifest
     assert run.sha256 in manifest and "auroc >= 0.5" in manifest
-    # A new evaluation lands on the approved gate: the numbers signed are not the latest.
+    # A new evaluation lands on the approved gate: it is not the designated evidence, so the
+    # verdict and the signatures stand, and the gate says a newer run exists.
     again = start(team, records=binary_classifier(seed=5, n=400, prevalence=0.3, separation=1.6))
     run_evaluation.apply(args=[again.pk])
     gate.refresh_from_db()
-    assert gate.state == "in_review" and "evaluation run" in gate.reopened_reason
-    assert all(s.invalidation.kind == "invalidated" for s in Signature.objects.filter(gate=gate))
-    approve(team, gate)
+    assert gate.state == "approved"
+    assert not Signature.objects.filter(gate=gate, invalidation__isnull=False).exists()
+    assert readiness_of(gate).newer_run == again
+    # A criterion changed is a change of what was signed: the approval reopens.
     updated = gate_services.gate_criterion_update(
         actor=team[Role.COMMITTEE_CHAIR], criterion=gate.criteria.get(), threshold=0.6
     )
     assert updated.expression == "auroc >= 0.6"
-    assert Gate.objects.get(pk=gate.pk).state == "in_review"
+    gate.refresh_from_db()
+    assert gate.state == "in_review" and "criterion" in gate.reopened_reason
+    assert all(s.invalidation.kind == "invalidated" for s in Signature.objects.filter(gate=gate))
 
 
 # --- A real worker ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 field, controls shown only to those who may use them (and refused by the server anyway), the
 evaluation upload, and the gate panel."""
 
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -99,6 +101,18 @@ def test_a_comment_appears_in_the_discussion(client, team):
     assert response.status_code == 200
     assert "Discussion (1)" in response.content.decode()
     assert "Which DPIA template?" in response.content.decode()
+    # The posted text is in the discussion, not left in the box to be posted twice.
+    box = re.search(
+        r"<textarea[^>]*name=\"body\"[^>]*>(.*?)</textarea>", response.content.decode(), re.S
+    )
+    assert box is not None and box.group(1).strip() == ""
+
+
+def test_an_empty_comment_is_refused_next_to_the_box(client, team):
+    client.force_login(team[Role.COMMITTEE_MEMBER])
+    response = client.post(url("item-comment", team, KEY), {"body": ""}, **HTMX)
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
 
 
 def test_an_auditor_sees_no_edit_controls_and_the_server_refuses_them_anyway(client, team):
@@ -117,7 +131,7 @@ def test_an_auditor_sees_no_edit_controls_and_the_server_refuses_them_anyway(cli
 
 def test_a_refused_records_file_names_its_line_and_field_on_the_page(client, team):
     client.force_login(team.creator)
-    model, dataset = make_versions(team)
+    model, dataset = make_versions(team, rows=200)
     records = b'{"id": "a", "label": 1, "score": 0.9}\n{"id": "b", "label": 0, "score": 7}\n'
     response = client.post(
         url("evaluation-upload", team, Phase.PLANNING),
@@ -139,7 +153,7 @@ def test_an_accepted_upload_opens_the_run_page(
     client, team, in_process_tasks, django_capture_on_commit_callbacks
 ):
     client.force_login(team.creator)
-    model, dataset = make_versions(team)
+    model, dataset = make_versions(team, rows=200)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             url("evaluation-upload", team, Phase.PLANNING),

@@ -21,6 +21,7 @@ ALLOWED = {
         GateState.OPEN,
     },
     Move.START_CYCLE: {GateState.APPROVED},
+    Move.HOLD: {GateState.OPEN},
 }
 
 

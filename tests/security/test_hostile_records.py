@@ -216,7 +216,7 @@ def _page_upload(client, team, name: str, data: bytes):
 @pytest.mark.django_db
 def test_it_refuses_a_hostile_file_over_the_api_with_line_and_field(team, case):
     name, data, line, field, reason = HOSTILE[case]
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     client = client_for(team[Role.DATA_STEWARD])
     before = AuditEvent.objects.count()
     response = _api_upload(client, team, name, data)
@@ -231,7 +231,7 @@ def test_it_refuses_a_hostile_file_over_the_api_with_line_and_field(team, case):
 @pytest.mark.django_db
 def test_it_shows_the_refusal_under_the_file_input_of_the_upload_form(client, team, case):
     name, data, line, field, reason = HOSTILE[case]
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     client.force_login(team[Role.DATA_STEWARD])
     before = AuditEvent.objects.count()
     response = _page_upload(client, team, name, data)
@@ -278,7 +278,7 @@ def test_the_command_line_prints_the_refusal_without_a_traceback(tmp_path):
 def test_a_nul_never_reaches_the_database_even_when_the_upload_skipped_the_check(team):
     # The job reads the file again: a NUL there fails the run naming the line (on PostgreSQL it
     # used to fail writing the results, with no line), the same on both databases.
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     _, data, _, _, _ = HOSTILE["escaped NUL in a group value"]
     run = evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
@@ -298,7 +298,7 @@ def test_a_nul_never_reaches_the_database_even_when_the_upload_skipped_the_check
 
 @pytest.mark.django_db
 def test_a_refusal_quoting_a_percent_sign_answers_400_not_500(team):
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     client = client_for(team[Role.DATA_STEWARD])
     response = _api_upload(
         client, team, "r.jsonl", _jsonl('{"id": "b", "label": 0, "score": "5%"}')
@@ -310,7 +310,7 @@ def test_a_refusal_quoting_a_percent_sign_answers_400_not_500(team):
 
 @pytest.mark.django_db
 def test_a_file_name_with_a_nul_or_markup_is_refused_or_kept_as_text(client, team):
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     client = client_for(team[Role.DATA_STEWARD])
     data = GOOD + b'{"id": "b", "label": 0, "score": 0.1, "groups": {"sex": "M"}}\n'
     # Django's multipart parser drops control characters from a file name...
@@ -424,7 +424,7 @@ def test_an_upload_reads_the_file_before_taking_any_lock(live_db, client, reads)
     from tests.factories import make_team
 
     team = make_team()
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     client.force_login(team[Role.DATA_STEWARD])
     assert _page_upload(client, team, "r.jsonl", VALID).status_code == 302
     api = client_for(team[Role.DATA_STEWARD])
@@ -441,7 +441,7 @@ def test_the_gate_is_checked_again_under_the_lock_after_the_read(live_db, client
     from tests.factories import make_team
 
     team = make_team()
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     gate = team.project.gates.get(phase=Phase.PLANNING)
     real = evaluation_services.parse_records
 
@@ -484,7 +484,7 @@ def test_an_admin_upload_reads_the_file_before_the_admin_opens_its_transaction(
     from tests.factories import make_team
 
     team = make_team()
-    make_versions(team)
+    make_versions(team, rows=2)  # the accepted files hold two records
     steward = team[Role.DATA_STEWARD]
     steward.is_staff = True
     steward.save()

@@ -31,7 +31,7 @@ CLICK = {"HX-Request": "true"}
 def queued_run(team):
     """A run no worker has taken up yet (queued jobs run on commit, which these tests never
     reach): its page keeps polling."""
-    model, dataset = make_versions(team)
+    model, dataset = make_versions(team, rows=50)
     return evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
         gate=team.project.gates.get(phase=Phase.PLANNING),

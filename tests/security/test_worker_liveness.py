@@ -31,7 +31,7 @@ from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.evaluations.tasks import sweep_evaluation_runs
 from lifecycle.metrics import evaluate
 from lifecycle.phases import Phase
-from tests.factories import make_team, make_versions
+from tests.factories import make_team, make_versions, rows_of
 
 TEXT_METRICS = [
     "rouge1",
@@ -48,7 +48,7 @@ def start(team, records: bytes, metrics: list[str], resamples: int = 10) -> Eval
     model, dataset = (
         (team.project.model_versions.get(), team.project.dataset_versions.get())
         if team.project.model_versions.exists()
-        else make_versions(team)
+        else make_versions(team, rows=rows_of(records))
     )
     return evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],

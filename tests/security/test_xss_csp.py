@@ -6,15 +6,21 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 
+from governance import services as governance_services
+from governance import totp
+from governance.models import User
 from governance.roles import Role
 from lifecycle.evaluations import services as evaluation_services
 from lifecycle.evaluations.charts import interval_bars
 from lifecycle.evaluations.tasks import run_evaluation
+from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import SignOffPolicy
 from lifecycle.phases import Phase
 from tests.api.helpers import client_for
-from tests.factories import make_versions
+from tests.factories import make_versions, rows_of
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +79,7 @@ def hostile_records(n: int = 120) -> bytes:
 
 @pytest.fixture
 def hostile_run(team):
-    model, dataset = make_versions(team)
+    model, dataset = make_versions(team, rows=rows_of(hostile_records()))
     run = evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
         gate=team.project.gates.get(phase=Phase.PLANNING),
@@ -188,13 +194,18 @@ def test_the_api_docs_need_no_inline_script(client, team):
 
 def page_urls(team, run) -> list[str]:
     slug = team.project.slug
+    policies = [f"/policies/{v}/" for v in SignOffPolicy.objects.values_list("version", flat=True)]
     return [
         "/",
         f"/projects/{slug}/",
         f"/projects/{slug}/phases/planning/",
+        f"/projects/{slug}/gates/planning/criteria/",
         f"/projects/{slug}/runs/{run.pk}/",
         f"/projects/{slug}/audit/",
+        "/policies/",
+        *policies,
         "/account/",
+        "/account/notifications/",
         "/admin/",
         "/admin/governance/project/",
         f"/admin/governance/project/{team.project.pk}/change/",
@@ -206,6 +217,17 @@ def test_no_page_has_inline_script_handlers_or_style_attributes(client, team, ho
     lead = team.creator
     lead.is_staff = True
     lead.save()
+    # Every form shows: the criteria editor (chair), a draft policy's editor, the app being set
+    # up on the account page.
+    governance_services.membership_add(
+        actor=lead, project=team.project, user=lead, role=Role.COMMITTEE_CHAIR
+    )
+    lead.user_permissions.add(Permission.objects.get(codename="change_signoffpolicy"))
+    lead = User.objects.get(pk=lead.pk)  # no stale permission cache
+    gate_services.signoff_policy_create_version(
+        actor=lead, source=SignOffPolicy.objects.get(is_active=True), version="draft"
+    )
+    totp.enrolment_start(actor=lead)
     client.force_login(lead)
     for url in page_urls(team, hostile_run):
         response = client.get(url)

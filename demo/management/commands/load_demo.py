@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
 
 from demo.health_system import DEMO_PASSWORD, load_demo
 
@@ -7,7 +8,10 @@ class Command(BaseCommand):
     help = "Load the demo health system (idempotent): one user per role and five projects."
 
     def handle(self, *args, **options) -> None:
-        created = load_demo()
+        # The demo's made-up history is nobody's news: its notifications go nowhere instead of
+        # flooding the console (or a configured SMTP relay) with a hundred messages.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
+            created = load_demo()
         if created:
             self.stdout.write(f"Demo data: created {len(created)} objects.")
         else:

@@ -47,6 +47,12 @@ class Command(BaseCommand):
             default=DEFAULT_RESAMPLES,
             help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
         )
+        parser.add_argument(
+            "--rows",
+            type=int,
+            help="the row_count of the dataset version the records stand for: refuse a file "
+            "that does not cover it, as an upload would",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["file"])
@@ -71,6 +77,14 @@ class Command(BaseCommand):
             raise CommandError(f"{path.name}: refused: {error}", returncode=REFUSED) from None
         except ValueError as error:
             raise CommandError(str(error), returncode=REFUSED) from None
+        rows = options["rows"]
+        if rows is not None and result["n_records"] != rows:
+            raise CommandError(
+                f"{path.name}: refused: the file has {result['n_records']:,} records but the "
+                f"dataset version has {rows:,} rows; an upload naming it would be refused "
+                "unless declared a subset with a reason",
+                returncode=REFUSED,
+            )
         for warning in result["warnings"]:
             self.stderr.write(f"warning: {warning}")
         if options["format"] == "text":

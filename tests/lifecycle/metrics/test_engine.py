@@ -168,7 +168,15 @@ def test_it_returns_the_product_md_shape():
     provenance = result["provenance"]
     assert provenance["engine_version"] == ENGINE_VERSION
     assert provenance["seed"] == 11 and provenance["resamples"] == 200
-    assert provenance["ci_method"] == "percentile bootstrap"
+    assert provenance["ci_method"] == (
+        "percentile bootstrap; fairness differences: simultaneous bootstrap bounds on the "
+        "pairwise group differences (max-t)"
+    )
+    assert provenance["intervals"]["f1"] == "percentile bootstrap"
+    assert provenance["intervals"]["demographic_parity_difference"] == (
+        "simultaneous bootstrap bounds on the pairwise group differences (max-t)"
+    )
+    assert "confusion_matrix" not in provenance["intervals"]
     assert provenance["confidence"] == 0.95
     assert provenance["input_format"] == "jsonl" and len(provenance["input_sha256"]) == 64
     assert provenance["task"] == "clinical_text_classification"

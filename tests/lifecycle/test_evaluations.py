@@ -394,7 +394,7 @@ def test_a_worker_killed_mid_run_leaves_one_set_of_results(celery_worker, live_d
     run = evaluation_services.evaluation_run_start(
         actor=team[Role.DATA_STEWARD],
         gate=team.project.gates.get(phase=Phase.PLANNING),
-        model_version=make_versions(team)[0],
+        model_version=make_versions(team, rows=60_000)[0],
         dataset_version=team.project.dataset_versions.get(),
         upload=ContentFile(records, name="big.jsonl"),
         metrics=[

@@ -7,7 +7,7 @@ upload) runs that check before the admin opens its transaction (`check_via_servi
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -118,6 +118,21 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
         else:
             prefix = "" if field == NON_FIELD_ERRORS else f"{field}: "
             form.add_error(None, [prefix + message for message in errors])
+
+
+T = TypeVar("T")
+
+
+def run_service(form: forms.Form, call: Callable[[], T]) -> T | None:
+    """The service's result, or None with its refusal put on `form`: a ValidationError next to
+    the fields it names, a PermissionDenied on top. The pages' one way to call a service."""
+    try:
+        return call()
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+    return None
 
 
 class ServiceModelAdmin(admin.ModelAdmin):

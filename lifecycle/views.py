@@ -12,7 +12,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from governance.admin_base import add_service_errors
+from governance.admin_base import add_service_errors, run_service
 from governance.models import Project, User
 from governance.permissions import Access, project_access
 from governance.roles import Role
@@ -274,17 +274,6 @@ def _item_response(request: HttpRequest, project: Project, item: ChecklistItem, 
     return render(request, "lifecycle/partials/item.html", context, status=status)
 
 
-def _run_service(form, call):
-    """The service's result, or None with its refusal added to the form's errors."""
-    try:
-        return call()
-    except ValidationError as exc:
-        add_service_errors(form, exc)
-    except PermissionDenied as exc:
-        form.add_error(None, str(exc))
-    return None
-
-
 def _item_action(
     request: HttpRequest, slug: str, key: str, name: str, make_form, act
 ) -> HttpResponse:
@@ -295,7 +284,7 @@ def _item_action(
     item = _item(request.user, project, key)
     form = make_form(project)
     if form.is_valid():
-        _run_service(form, lambda: act(item, form.cleaned_data))
+        run_service(form, lambda: act(item, form.cleaned_data))
     # A refused form comes back with its input and errors; after success the card shows
     # empty forms again (a posted comment does not stay in the box).
     return _item_response(request, project, item, **({name: form} if form.errors else {}))
@@ -388,7 +377,7 @@ def evidence_withdraw(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         raise Http404("No such evidence.")
     form = WithdrawForm(request.POST)
     if form.is_valid():
-        _run_service(
+        run_service(
             form,
             lambda: checklist_services.evidence_withdraw(
                 actor=request.user, evidence=evidence, reason=form.cleaned_data["reason"]
@@ -428,7 +417,7 @@ def gate_submit_view(request: HttpRequest, slug: str, phase: str) -> HttpRespons
     if form.is_valid():
         # The page always sends the choice (possibly none); a form without it keeps the default.
         chosen = "evidence_choice" in request.POST
-        _run_service(
+        run_service(
             form,
             lambda: gate_services.gate_submit(
                 actor=request.user,
@@ -451,7 +440,7 @@ def gate_evidence_view(request: HttpRequest, slug: str, phase: str) -> HttpRespo
     gate = _gate(request.user, project, phase)
     form = DesignateEvidenceForm(request.POST, runs=evaluation_selectors.evidence_candidates(gate))
     if form.is_valid():
-        _run_service(
+        run_service(
             form,
             lambda: gate_services.gate_evidence_designate(
                 actor=request.user,
@@ -512,7 +501,7 @@ def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpRespon
     run, warnings = None, ()
     if form.is_valid():
         data = form.cleaned_data
-        checked = _run_service(
+        checked = run_service(
             form,
             lambda: evaluation_services.evaluation_upload_check(
                 user=request.user,
@@ -529,7 +518,7 @@ def evaluation_upload(request: HttpRequest, slug: str, phase: str) -> HttpRespon
             # Nothing is stored until the uploader has read what the criteria will lack.
             warnings = checked.warnings
         elif checked is not None:
-            run = _run_service(
+            run = run_service(
                 form,
                 lambda: evaluation_services.evaluation_run_start(
                     actor=request.user,

@@ -7,19 +7,18 @@ Thin: parse the form, call one sign-off policy service, render. A refused change
 again (400) with the error next to the input, or at the top when it concerns the whole version.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from governance.admin_base import add_service_errors
+from governance.admin_base import run_service
 from governance.models import RiskTier, User
 from governance.roles import Role
 from governance.selectors import projects_for_user
@@ -35,17 +34,6 @@ PERMISSION = "governance.change_signoffpolicy"
 def _require_policy_admin(user: User) -> None:
     if not user.has_perm(PERMISSION):
         raise PermissionDenied("Only those who manage sign-off policies may open this page.")
-
-
-def _call(form: forms.Form, call: Callable[[], Any]) -> Any:
-    """The service's result, or None with its refusal added to `form`."""
-    try:
-        return call()
-    except ValidationError as exc:
-        add_service_errors(form, exc)
-    except PermissionDenied as exc:
-        form.add_error(None, str(exc))
-    return None
 
 
 @login_required
@@ -104,7 +92,7 @@ def _policy_post(
     actor = request.user
     if action == "new-version":
         version_form = NewVersionForm(request.POST)
-        draft = version_form.is_valid() and _call(
+        draft = version_form.is_valid() and run_service(
             version_form,
             lambda: gate_services.signoff_policy_create_version(
                 actor=actor,
@@ -118,7 +106,7 @@ def _policy_post(
         form: forms.Form = RequirementForm(request.POST)
         if form.is_valid():
             requirement = SignOffRequirement(policy=policy, **form.cleaned_data)
-            _call(
+            run_service(
                 form,
                 lambda: gate_services.signoff_requirement_save(
                     actor=actor, requirement=requirement
@@ -131,9 +119,11 @@ def _policy_post(
         row = policy.requirements.filter(pk=pk).first() if pk.isascii() and pk.isdigit() else None
         if row is None:
             raise Http404("No such requirement in this policy.")
-        _call(form, lambda: gate_services.signoff_requirement_delete(actor=actor, requirement=row))
+        run_service(
+            form, lambda: gate_services.signoff_requirement_delete(actor=actor, requirement=row)
+        )
     elif action == "activate":
-        _call(form, lambda: gate_services.signoff_policy_activate(actor=actor, policy=policy))
+        run_service(form, lambda: gate_services.signoff_policy_activate(actor=actor, policy=policy))
     else:
         raise Http404("No such action.")
     return (None, {"action_form": form}) if form.errors else (policy.version, {})

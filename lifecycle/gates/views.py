@@ -6,17 +6,16 @@ Thin: parse the form, call one gate criterion service, render. A refused change 
 again (400) with the error next to the input it concerns; a change saved redirects back.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from governance.admin_base import add_service_errors
+from governance.admin_base import run_service
 from governance.models import Project, User
 from governance.permissions import project_access
 from governance.selectors import project_get_for_user
@@ -61,17 +60,6 @@ def _criterion(user: User, gate: Gate, pk: str | None) -> GateCriterion:
     return criterion
 
 
-def _call(form: CriterionForm, call: Callable[[], GateCriterion]) -> GateCriterion | None:
-    """The service's result, or None with its refusal added to `form` next to the input."""
-    try:
-        return call()
-    except ValidationError as exc:
-        add_service_errors(form, exc)
-    except PermissionDenied as exc:
-        form.add_error(None, str(exc))
-    return None
-
-
 def _post(
     request: HttpRequest, gate: Gate
 ) -> tuple[str | None, CriterionForm | None, GateCriterion | None]:
@@ -80,7 +68,7 @@ def _post(
     actor = request.user
     if action == "add":
         form = CriterionForm(request.POST, prefix=NEW)
-        added = form.is_valid() and _call(
+        added = form.is_valid() and run_service(
             form,
             lambda: gate_services.gate_criterion_create(
                 actor=actor, gate=gate, **form.criterion_fields()
@@ -102,7 +90,7 @@ def _post(
     changes = {name: value for name, value in fields.items() if getattr(criterion, name) != value}
     if not changes:
         return f"Criterion “{criterion.expression}” unchanged.", None, None
-    updated = _call(
+    updated = run_service(
         form,
         lambda: gate_services.gate_criterion_update(actor=actor, criterion=criterion, **changes),
     )

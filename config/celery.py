@@ -13,7 +13,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Task modules outside `<app>/tasks.py`, which autodiscovery does not scan.
 app = Celery(
     "governance",
-    include=["config.tasks", "lifecycle.evaluations.tasks", "lifecycle.notifications"],
+    include=[
+        "config.tasks",
+        "lifecycle.evaluations.tasks",
+        "lifecycle.notifications",
+        "audits.reports.tasks",
+    ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -6,6 +6,7 @@ the project directory and Celery tasks executed in-process.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -21,7 +22,10 @@ load_env_file(Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env"))
 DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "insecure-development-key-only-for-the-embedded-default"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
-if not DEBUG and SECRET_KEY == _DEV_SECRET:
+# `manage.py verify_report` checks a report with no configuration at all (an auditor's
+# laptop), so only that command may start without a SECRET_KEY; it never uses one.
+_OFFLINE_COMMAND = sys.argv[1:2] == ["verify_report"] and Path(sys.argv[0]).name == "manage.py"
+if not DEBUG and SECRET_KEY == _DEV_SECRET and not _OFFLINE_COMMAND:
     raise ImproperlyConfigured(
         "SECRET_KEY is not set. Set SECRET_KEY (production), or run `make run` once: it "
         "writes a local .env with development settings."
@@ -205,6 +209,10 @@ SPECTACULAR_SETTINGS = {
         "CriterionScopeEnum": "lifecycle.models.CriterionScope",
         "RoleEnum": "governance.roles.Role",
         "PhaseEnum": "lifecycle.phases.Phase",
+        "ReportKindEnum": "audits.models.ReportKind",
+        "ReportFormatEnum": "audits.models.ReportFormat",
+        "ReportStatusEnum": "audits.models.ReportStatus",
+        "KindEnum": "lifecycle.models.EvidenceKind",  # the name it had before reports
     },
 }
 
@@ -218,6 +226,18 @@ AUDIT_CHECKPOINT_PUBLIC_KEY = env_str("AUDIT_CHECKPOINT_PUBLIC_KEY", "")
 # Legacy: the HMAC key of checkpoint lines written before Ed25519 (only verified, never written).
 AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "checkpoints:" + SECRET_KEY)
 AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 3600, minimum=60)
+# Compliance reports: sealed with the installation's Ed25519 report key (base64, PEM or a file
+# path; `manage.py audit_keygen --report` makes one). Unset, a development key is derived from
+# SECRET_KEY and `check --deploy` fails. The public key is published at /reports/key/.
+REPORT_SIGNING_KEY = env_str("REPORT_SIGNING_KEY", "")
+# After a rotation: the public keys of earlier report keys (comma-separated), so that reports
+# sealed with them still show as verified on their page.
+REPORT_PREVIOUS_PUBLIC_KEYS = env_str("REPORT_PREVIOUS_PUBLIC_KEYS", "")
+# A report still queued this many seconds after it was requested is queued again; one running
+# this long has lost its job and is failed (it can be generated again).
+REPORT_QUEUED_AFTER = env_int("REPORT_QUEUED_AFTER", 600, minimum=60)
+REPORT_STALE_AFTER = env_int("REPORT_STALE_AFTER", 3600, minimum=60)
+REPORT_SWEEP_INTERVAL = env_int("REPORT_SWEEP_INTERVAL", 300, minimum=10)
 # Evaluations: upload limits, subgroup minimum, and how long a running job may go without a
 # heartbeat before the sweeper treats its worker as lost and queues the run again.
 EVALUATION_MAX_BYTES = env_int("EVALUATION_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
@@ -237,6 +257,10 @@ CELERY_BEAT_SCHEDULE = {
     "evaluation-sweeper": {
         "task": "lifecycle.sweep_evaluation_runs",
         "schedule": EVALUATION_SWEEP_INTERVAL,
+    },
+    "report-sweeper": {
+        "task": "audits.sweep_reports",
+        "schedule": REPORT_SWEEP_INTERVAL,
     },
 }
 # E-mail notifications (docs/notifications.md): Django's e-mail backends. Development prints
@@ -362,6 +386,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # django-axes narrates every login at INFO; its warnings (failures, lockouts) are enough.
-    "loggers": {"axes": {"level": "WARNING"}},
+    # django-axes narrates every login at INFO, WeasyPrint every rendering step, fontTools
+    # every font subset, pikepdf its start; their warnings (failures, lockouts, unusable
+    # markup) are enough.
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+        "pikepdf": {"level": "WARNING"},
+    },
 }

@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from audits import views as audits_views
+from audits.reports import views as report_views
 from config import views as site_views
 from governance import notification_views, views
 from lifecycle import views as lifecycle_views
@@ -73,11 +74,17 @@ urlpatterns = [
     ),
     path(P + "runs/<int:pk>/", lifecycle_views.run_page, name="run"),
     path(P + "audit/", audits_views.timeline, name="audit-timeline"),
+    path(P + "facts/", project_views.model_facts, name="model-facts"),
+    path(P + "reports/", report_views.reports_page, name="reports"),
+    path(P + "reports/hti1/", report_views.hti1_page, name="report-hti1"),
+    path(P + "reports/<int:pk>/", report_views.report_page, name="report"),
+    path(P + "reports/<int:pk>/download/", report_views.report_download, name="report-download"),
     path(
         "evidence/<int:pk>/download/",
         lifecycle_views.evidence_download,
         name="evidence-download",
     ),
+    path("reports/key/", report_views.report_key_page, name="report-key"),
     path("policies/", policy_views.signoff_policies, name="signoff-policies"),
     path("policies/<str:version>/", policy_views.signoff_policy, name="signoff-policy"),
     path("account/", views.account, name="account"),

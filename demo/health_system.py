@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from demo import records as demo_records
+from demo.model_facts import record_model_facts
 from governance import services as governance_services
 from governance.models import Project, RiskTier, TaskCategory, User
 from governance.roles import Role
@@ -323,6 +324,7 @@ def _project(spec: dict, users: dict[str, User]) -> None:
         review = spec["evaluations"]["monitoring-review"]
         _evaluate(project, review, Phase.MONITORING, users)
     _work_in_progress(project, users)
+    record_model_facts(project, lead)
 
 
 def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str, User]) -> None:

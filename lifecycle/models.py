@@ -39,3 +39,4 @@ from lifecycle.gates.models import (  # noqa: F401
     SignOffPolicy,
     SignOffRequirement,
 )
+from lifecycle.projects.models import ModelFacts  # noqa: F401

@@ -575,50 +575,6 @@ def run_page(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "verdicts": verdicts,
             "judged_on": run in readiness.runs,
             "designated": readiness.designated,
-            "charts": _run_charts(overall, groups, [v.criterion.metric for v in verdicts]),
+            "charts": charts.run_charts(overall, groups, [v.criterion.metric for v in verdicts]),
         },
     )
-
-
-def _run_charts(
-    overall: list[EvaluationResult], groups: dict, criteria_metrics: list[str]
-) -> list[charts.Chart]:
-    found: list[charts.Chart] = []
-    by_metric = {r.metric: r for r in overall}
-    if (auroc := by_metric.get("auroc")) and auroc.detail.get("curve"):
-        found.append(charts.roc_curve("roc", auroc.detail["curve"], auroc.value))
-    if (ece := by_metric.get("ece")) and ece.detail.get("bins"):
-        found.append(charts.reliability_diagram("calibration", ece.detail["bins"], ece.value))
-    if (matrix := by_metric.get("confusion_matrix")) and matrix.detail.get("value"):
-        found.append(
-            charts.confusion_matrix("confusion", matrix.detail["value"], matrix.detail["labels"])
-        )
-    # Subgroup bars for the metrics the gate's criteria name, else the first three.
-    named = [m for m in criteria_metrics if m in by_metric] or [
-        m for m, r in by_metric.items() if r.value is not None and m != "confusion_matrix"
-    ][:3]
-    for metric in named:
-        for attribute, values in groups.items():
-            bars = [
-                (
-                    f"{attribute} = {value}",
-                    metrics[metric].value,
-                    metrics[metric].ci_low,
-                    metrics[metric].ci_high,
-                    "small group" if metrics[metric].warnings else "",
-                )
-                for value, metrics in sorted(values.items())
-                if metric in metrics
-            ]
-            if bars:
-                found.append(
-                    charts.interval_bars(
-                        f"groups-{metric}-{attribute}",
-                        f"{metric} by {attribute}",
-                        f"{metric} in each {attribute} subgroup with its 95% confidence "
-                        "interval; ⚠ marks a subgroup below the minimum size.",
-                        bars,
-                        value_label=metric,
-                    )
-                )
-    return found

@@ -7,6 +7,7 @@ from django.urls import path, re_path
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audits.api import reports
 from audits.api import views as audits
 from config.api import schema  # noqa: F401 - registers the token scheme
 from governance.api import views as governance
@@ -34,6 +35,7 @@ G = P + "gates/<str:phase>/"
 urlpatterns = [
     path("projects/", lifecycle.ProjectList.as_view(), name="project-list"),
     path(P, lifecycle.ProjectDetail.as_view(), name="project-detail"),
+    path(P + "model-facts/", lifecycle.ModelFactsDetail.as_view(), name="model-facts"),
     path(P + "memberships/", governance.MembershipList.as_view(), name="membership-list"),
     path(
         P + "memberships/<int:pk>/", governance.MembershipDetail.as_view(), name="membership-detail"
@@ -69,6 +71,12 @@ urlpatterns = [
     ),
     path(P + "audit-events/", audits.AuditEventList.as_view(), name="audit-event-list"),
     path(P + "audit-events/export/", audits.AuditExport.as_view(), name="audit-export"),
+    path(P + "reports/", reports.ReportList.as_view(), name="report-list"),
+    path(P + "reports/<int:pk>/", reports.ReportDetail.as_view(), name="report-detail"),
+    path(
+        P + "reports/<int:pk>/download/", reports.ReportDownload.as_view(), name="report-download"
+    ),
+    path("report-key/", reports.ReportKey.as_view(), name="report-key"),
     # Last: any other path ending in a slash answers the API's JSON 404 (a path without the
     # slash is redirected to it first, by APPEND_SLASH).
     re_path(r"^(?:[^/]*/)*$", NotFound.as_view()),

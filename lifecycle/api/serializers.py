@@ -31,6 +31,7 @@ from lifecycle.gates.models import (
 )
 from lifecycle.gates.readiness import run_verdicts
 from lifecycle.metrics.registry import DEFAULT_RESAMPLES, MAX_RESAMPLES
+from lifecycle.projects.facts import FACTS, MAX_FACT_LENGTH
 
 
 def _absolute(context: dict, name: str, *args) -> str:
@@ -655,3 +656,119 @@ class ProjectUpdateIn(serializers.Serializer):
     intended_users = serializers.CharField(max_length=300, required=False)
     task_category = serializers.ChoiceField(choices=TaskCategory.choices, required=False)
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+
+
+# --- Model facts ---------------------------------------------------------------------------------
+
+_FACT_KEYS = [fact.key for fact in FACTS]
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": 'Every declared model fact by its key, with its text ("" when blank).',
+        "properties": {
+            fact.key: {"type": "string", "title": fact.label, "description": fact.help}
+            for fact in FACTS
+        },
+        "required": _FACT_KEYS,
+        "additionalProperties": False,
+    }
+)
+class FactValuesOut(serializers.Field):
+    def to_representation(self, value: dict[str, str]) -> dict[str, str]:
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "The model facts to change, by key (see the GET answer). A blank value "
+        "clears a fact; facts not named keep their value. Each value is stripped and at most "
+        f"{MAX_FACT_LENGTH:,} characters.",
+        "properties": {
+            fact.key: {
+                "type": "string",
+                "maxLength": MAX_FACT_LENGTH,
+                "title": fact.label,
+                "description": fact.help,
+            }
+            for fact in FACTS
+        },
+        "additionalProperties": False,
+    }
+)
+class FactValuesIn(serializers.Field):
+    """An object of fact key → text. Which keys exist and how long a value may be are the
+    service's rules (`model_facts_update`); here only the shape."""
+
+    default_error_messages = {
+        # Braces doubled: DRF formats its messages.
+        "not_an_object": 'An object of model facts: {{"key": "text", …}}.',
+        "not_text": "Each model fact is text: {keys}.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        wrong = sorted(str(key) for key, value in data.items() if not isinstance(value, str))
+        if wrong:
+            self.fail("not_text", keys=", ".join(wrong))
+        return dict(data)
+
+    def to_representation(self, value: dict[str, str]) -> dict[str, str]:
+        return value
+
+
+def _fact_keys(description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {"type": "string", "enum": _FACT_KEYS},
+        "description": description,
+    }
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "The required facts still blank, in declaration order, for each export "
+        "(optional facts are never listed).",
+        "properties": {
+            "chai": _fact_keys("What the CHAI Applied Model Card lacks."),
+            "hti1": _fact_keys("What the HTI-1 source attributes lack."),
+        },
+        "required": ["chai", "hti1"],
+        "additionalProperties": False,
+    }
+)
+class MissingFactsOut(serializers.Field):
+    def to_representation(self, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return value
+
+
+class ModelFactsOut(serializers.Serializer):
+    facts = FactValuesOut()
+    missing = MissingFactsOut()
+    updated_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a fact last changed; null if none was ever given."
+    )
+    updated_by = UserField(allow_null=True, help_text="Who changed a fact last.")
+
+
+class ModelFactsIn(serializers.Serializer):
+    facts = FactValuesIn(required=False, default=dict)
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why the facts change; recorded in the audit trail.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A misspelt "facts" would otherwise change nothing without a word.
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {key: "Not a field of this request: send “facts” and “reason”." for key in unknown}
+            )
+        return attrs

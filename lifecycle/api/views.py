@@ -27,6 +27,7 @@ from lifecycle.gates.models import Gate, GateCriterion, Signature, SignatureInva
 from lifecycle.gates.readiness import readiness_of
 from lifecycle.gates.services import signoff_create
 from lifecycle.projects import services as project_services
+from lifecycle.projects.selectors import model_facts_state
 
 
 class ProjectChild(ApiView):
@@ -697,3 +698,54 @@ class ProjectDetail(ApiView):
             actor=request.user, project=self.get_project(), **data.validated_data
         )
         return Response(s.ProjectOut(project, context={"request": request}).data)
+
+
+# --- Model facts --------------------------------------------------------------------------------
+
+
+class ModelFactsDetail(ProjectChild):
+    """The project's model facts: what the CHAI card and the HTI-1 source attributes need that
+    the project does not hold elsewhere (docs/reports.md)."""
+
+    parser_classes = [JSONParser]
+
+    def _out(self) -> Response:
+        state = model_facts_state(self.project())
+        return Response(
+            s.ModelFactsOut(
+                {
+                    "facts": state.values,
+                    "missing": state.missing_keys,
+                    "updated_at": state.updated_at,
+                    "updated_by": state.updated_by,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        responses=s.ModelFactsOut,
+        description='Every declared model fact ("" when blank) and, for the CHAI Applied '
+        "Model Card and for the HTI-1 source attributes, the required facts still missing.",
+    )
+    def get(self, request, slug):
+        return self._out()
+
+    @extend_schema(
+        request=s.ModelFactsIn,
+        responses=s.ModelFactsOut,
+        description="Change some facts (those who may change the project's details: the project "
+        "lead). Facts not named keep their value; a blank value clears one. Only the facts "
+        "whose value changes are recorded, in one audit event with their old and new values "
+        "and the reason. An unknown key, a value that is not text, too long or holding a NUL "
+        "answers 400 naming the fact.",
+    )
+    def patch(self, request, slug):
+        data = s.ModelFactsIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        project_services.model_facts_update(
+            actor=request.user,
+            project=self.project(),
+            changes=data.validated_data["facts"],
+            reason=data.validated_data["reason"],
+        )
+        return self._out()

@@ -11,7 +11,10 @@ from the chart's slug (a hash prefix in hex), never copied from it.
 """
 
 import hashlib
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from django.utils.safestring import SafeString, mark_safe
@@ -171,7 +174,7 @@ class _Plot(_Svg):
         _add(line, "title", label)
 
 
-def roc_curve(slug: str, curve: dict, auroc: float | None) -> Chart:
+def roc_curve(slug: str, curve: dict[str, Any], auroc: float | None) -> Chart:
     """The ROC curve behind an AUROC (false positive rate against sensitivity)."""
     title = f"ROC curve (AUROC {_fmt(auroc)})"
     description = (
@@ -193,7 +196,7 @@ def roc_curve(slug: str, curve: dict, auroc: float | None) -> Chart:
     )
 
 
-def reliability_diagram(slug: str, bins: list[dict], ece: float | None) -> Chart:
+def reliability_diagram(slug: str, bins: list[dict[str, Any]], ece: float | None) -> Chart:
     """Calibration: observed positive rate against mean predicted score, per ECE bin."""
     title = f"Calibration (ECE {_fmt(ece)})"
     description = (
@@ -240,7 +243,7 @@ def reliability_diagram(slug: str, bins: list[dict], ece: float | None) -> Chart
     )
 
 
-def confusion_matrix(slug: str, matrix: list[list[int]], labels: list) -> Chart:
+def confusion_matrix(slug: str, matrix: list[list[int]], labels: list[Any]) -> Chart:
     """Counts by true class (rows) and predicted class (columns), numbers written in cells."""
     title = "Confusion matrix"
     description = "Rows are the true class, columns the predicted class; each cell gives the count."
@@ -382,3 +385,57 @@ def interval_bars(
         ["", value_label, "95% CI low", "95% CI high", "Note"],
         rows,
     )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def run_charts(
+    overall: Sequence[Any],
+    groups: dict[str, dict[str, dict[str, Any]]],
+    criteria_metrics: Sequence[str],
+    prefix: str = "",
+) -> list[Chart]:
+    """The charts of one run, as the run page and the dossier draw them: ROC curve,
+    calibration, confusion matrix, and subgroup intervals for the metrics the gate's criteria
+    name (else the first three). `overall` are the run's overall results, `groups` its subgroup
+    results by attribute, value and metric; `prefix` keeps slugs unique on a page of runs."""
+    found: list[Chart] = []
+    by_metric = {r.metric: r for r in overall}
+    if (auroc := by_metric.get("auroc")) and auroc.detail.get("curve"):
+        found.append(roc_curve(f"{prefix}roc", auroc.detail["curve"], auroc.value))
+    if (ece := by_metric.get("ece")) and ece.detail.get("bins"):
+        found.append(reliability_diagram(f"{prefix}calibration", ece.detail["bins"], ece.value))
+    if (matrix := by_metric.get("confusion_matrix")) and matrix.detail.get("value"):
+        found.append(
+            confusion_matrix(f"{prefix}confusion", matrix.detail["value"], matrix.detail["labels"])
+        )
+    named = [m for m in dict.fromkeys(criteria_metrics) if m in by_metric] or [
+        m for m, r in by_metric.items() if r.value is not None and m != "confusion_matrix"
+    ][:3]
+    for metric in named:
+        for attribute, values in groups.items():
+            bars = [
+                (
+                    f"{attribute} = {value}",
+                    _finite(metrics[metric].value),
+                    _finite(metrics[metric].ci_low),
+                    _finite(metrics[metric].ci_high),
+                    "small group" if metrics[metric].warnings else "",
+                )
+                for value, metrics in sorted(values.items())
+                if metric in metrics
+            ]
+            if bars:
+                found.append(
+                    interval_bars(
+                        f"{prefix}groups-{metric}-{attribute}",
+                        f"{metric} by {attribute}",
+                        f"{metric} in each {attribute} subgroup with its 95% confidence "
+                        "interval; ⚠ marks a subgroup below the minimum size.",
+                        bars,
+                        value_label=metric,
+                    )
+                )
+    return found

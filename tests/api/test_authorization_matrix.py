@@ -15,6 +15,8 @@ from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
+from audits.context import system_context
+from audits.reports import services as report_services
 from governance.roles import Role
 from lifecycle.checklists import services as checklist_services
 from lifecycle.evaluations import services as evaluation_services
@@ -89,6 +91,20 @@ def _criterion(team):
     )
 
 
+EXPORTERS = {R.COMPLIANCE_OFFICER, R.COMMITTEE_CHAIR, R.AUDITOR}
+PUBLIC = "public"  # no login needed: the report key that verifies reports
+
+
+def _report(team):
+    """A ready report of the team's project, generated the way `export_report` does."""
+    with system_context("tests"):
+        report = report_services.report_request(
+            actor=None, project=team.project, kind="hti1", run_job=False
+        )
+        report_services.report_generate(report.pk)
+    return report
+
+
 def _p(team, rest=""):
     return f"/api/v1/projects/{team.project.slug}/{rest}"
 
@@ -109,7 +125,7 @@ def _records():
 
 # (schema path, method) -> (roles allowed, how to call it). `None` roles: no project role
 # suffices (a global permission is needed), so every persona is refused.
-POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
+POLICY: dict[tuple[str, str], tuple[set | str | None, Callable]] = {
     ("/api/v1/projects/", "get"): (EVERYONE, lambda t: Call("/api/v1/projects/")),
     ("/api/v1/projects/", "post"): (
         None,
@@ -136,6 +152,28 @@ POLICY: dict[tuple[str, str], tuple[set | None, Callable]] = {
         AUDIT_READERS,
         lambda t: Call(_p(t, "audit-events/export/")),
     ),
+    ("/api/v1/projects/{slug}/model-facts/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, "model-facts/")),
+    ),
+    ("/api/v1/projects/{slug}/model-facts/", "patch"): (
+        {R.PROJECT_LEAD},
+        lambda t: Call(_p(t, "model-facts/"), {"facts": {"developer": "The AI team"}}),
+    ),
+    ("/api/v1/projects/{slug}/reports/", "get"): (EXPORTERS, lambda t: Call(_p(t, "reports/"))),
+    ("/api/v1/projects/{slug}/reports/", "post"): (
+        EXPORTERS,
+        lambda t: Call(_p(t, "reports/"), {"kind": "hti1"}),
+    ),
+    ("/api/v1/projects/{slug}/reports/{id}/", "get"): (
+        EXPORTERS,
+        lambda t: Call(_p(t, f"reports/{_report(t).pk}/")),
+    ),
+    ("/api/v1/projects/{slug}/reports/{id}/download/", "get"): (
+        EXPORTERS,
+        lambda t: Call(_p(t, f"reports/{_report(t).pk}/download/")),
+    ),
+    ("/api/v1/report-key/", "get"): (PUBLIC, lambda t: Call("/api/v1/report-key/")),
     ("/api/v1/projects/{slug}/dataset-versions/", "get"): (
         EVERYONE,
         lambda t: Call(_p(t, "dataset-versions/")),
@@ -311,7 +349,9 @@ def rolled_back():
         transaction.set_rollback(True)
 
 
-def expected(persona, path: str, method: str, allowed: set | None) -> set[int]:
+def expected(persona, path: str, method: str, allowed: set | str | None) -> set[int]:
+    if allowed == PUBLIC:
+        return {200}
     if persona == "anonymous":
         return {401}
     if persona == "outsider":
@@ -356,6 +396,9 @@ def test_authorization_matrix(path, method):
                 and response.status_code == 200
                 and "json" in response["Content-Type"]
             ):
-                body = response.content.decode()
+                raw = (
+                    b"".join(response.streaming_content) if response.streaming else response.content
+                )
+                body = raw.decode()
                 assert foreign.project.slug not in body and "FOREIGN" not in body
     assert len(outcomes) == len(PERSONAS)

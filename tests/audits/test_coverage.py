@@ -14,7 +14,9 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from audits.context import system_context
 from audits.models import Action, AuditEvent
+from audits.reports import services as report_services
 from audits.verification import verify
 from governance import services as governance_services
 from governance.roles import Role
@@ -81,6 +83,9 @@ SERVICE_ACTIONS = {
     "api_token_create": Action.API_TOKEN_CREATE,
     "api_token_revoke": Action.API_TOKEN_REVOKE,
     "audit_export": Action.AUDIT_EXPORT,
+    "model_facts_update": Action.MODEL_FACTS_UPDATE,
+    "report_request": Action.REPORT_REQUEST,
+    "report_download": Action.REPORT_DOWNLOAD,
 }
 
 
@@ -220,6 +225,9 @@ def url_names(resolver=None, namespace="") -> set[str]:
 
 READ_ONLY = {
     "home",
+    "report",
+    "report-hti1",
+    "report-key",
     "phase",
     "run",
     "audit-timeline",
@@ -381,6 +389,26 @@ def case_evidence_download(w):
         actor=w.lead, item=w.item, upload=SimpleUploadedFile("dpia.txt", b"dpia")
     )
     return w.chair, "get", _url("evidence-download", evidence.pk), None, "evidence.download"
+
+
+def case_report_request_page(w):
+    data = {"kind": "audit", "format": "jsonl"}
+    return w.chair, "post", _url("reports", w.project.slug), data, "report.request"
+
+
+def case_report_download_page(w):
+    with system_context("tests"):
+        report = report_services.report_request(
+            actor=None, project=w.project, kind="hti1", run_job=False
+        )
+        report_services.report_generate(report.pk)
+    url = _url("report-download", w.project.slug, report.pk)
+    return w.chair, "get", url, None, "report.download"
+
+
+def case_model_facts_page(w):
+    data = {"developer": "The hospital's AI team"}
+    return w.lead, "post", _url("model-facts", w.project.slug), data, "model_facts.update"
 
 
 def case_project_add(w):
@@ -938,6 +966,9 @@ MUTATING = {
     "admin:logout": [case_admin_logout],
     "admin:password_change": [case_password_change],
     "evidence-download": [case_evidence_download],
+    "reports": [case_report_request_page],
+    "report-download": [case_report_download_page],
+    "model-facts": [case_model_facts_page],
     "admin:governance_project_add": [case_project_add],
     "admin:governance_project_change": [case_project_change],
     "admin:governance_membership_add": [case_membership_add],
@@ -1142,6 +1173,7 @@ def test_refused_admin_urls_write_nothing(client, name):
 API_READS_THAT_MATTER = {
     ("/api/v1/projects/{slug}/evidence/{id}/download/", "get"): "evidence.download",
     ("/api/v1/projects/{slug}/audit-events/export/", "get"): "audit.export",
+    ("/api/v1/projects/{slug}/reports/{id}/download/", "get"): "report.download",
 }
 API_ACTIONS = {
     ("/api/v1/projects/{slug}/", "patch"): "project.update",
@@ -1160,6 +1192,8 @@ API_ACTIONS = {
     ("/api/v1/projects/{slug}/items/{key}/evidence/", "post"): "evidence.add",
     ("/api/v1/projects/{slug}/memberships/", "post"): "membership.add",
     ("/api/v1/projects/{slug}/memberships/{id}/", "delete"): "membership.remove",
+    ("/api/v1/projects/{slug}/model-facts/", "patch"): "model_facts.update",
+    ("/api/v1/projects/{slug}/reports/", "post"): "report.request",
     **API_READS_THAT_MATTER,
 }
 

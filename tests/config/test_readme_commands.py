@@ -19,7 +19,9 @@ from config.devenv import write_dev_env
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 # Blocks whose commands are self-contained (the others start servers or need a token).
-SECTIONS = ("## Evaluations", "## Audit trail")
+SECTIONS = ("## Evaluations", "## Audit trail", "## Compliance reports")
+# docs/reports.md: every sh block, run by a shell (its examples redirect output to a file).
+REPORTS_DOC = (ROOT / "docs" / "reports.md").read_text()
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("DATABASE_URL")),
@@ -68,6 +70,21 @@ def test_the_readme_command_lines_work_as_printed(after_make_run):
             assert done.returncode == 0, f"`{command}` failed:\n{done.stdout}\n{done.stderr}"
             assert "Traceback" not in done.stderr, command
     assert (cwd / "ed.jsonl").stat().st_size > 0
+    assert (cwd / "sepsis-dossier.pdf").read_bytes().startswith(b"%PDF-")
+    for block in re.findall(r"```sh\n(.*?)```", REPORTS_DOC, re.S):
+        for line in block.splitlines():
+            command = line.split(" #")[0].strip()
+            if not command:
+                continue
+            done = _run(["bash", "-c", command], cwd, env)
+            assert done.returncode == 0, f"`{command}` failed:\n{done.stdout}\n{done.stderr}"
+            assert "Traceback" not in done.stderr, command
+    assert (
+        "Report seal verified"
+        in _run(
+            shlex.split(".venv/bin/python manage.py verify_report sepsis-card.pdf"), cwd, env
+        ).stdout
+    )
 
 
 def test_without_a_dot_env_production_mode_says_how_to_get_one(tmp_path):

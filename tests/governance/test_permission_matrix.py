@@ -10,7 +10,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from audits.models import AuditEvent
+from audits.context import system_context
+from audits.models import AuditEvent, Report
+from audits.reports import services as report_services
 from governance.models import Membership, Project
 from governance.roles import Role
 from lifecycle.checklists import services as checklist_services
@@ -19,6 +21,7 @@ from lifecycle.evaluations.models import DatasetVersion, EvaluationRun, ModelVer
 from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, GateCriterion, Signature
 from lifecycle.phases import Phase
+from lifecycle.projects.models import ModelFacts
 from tests.factories import PASSWORD, UserFactory, approve, make_team, make_versions
 from tests.services import all_services
 from tests.services import service as find_service
@@ -59,6 +62,9 @@ POLICY: dict[str, set] = {
     "gate_criterion_update": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
     "gate_criterion_delete": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
     "dataset_version_create": {R.PROJECT_LEAD, R.DATA_STEWARD},
+    "model_facts_update": {R.PROJECT_LEAD},
+    "report_request": {R.COMPLIANCE_OFFICER, R.COMMITTEE_CHAIR, R.AUDITOR},
+    "report_download": {R.COMPLIANCE_OFFICER, R.COMMITTEE_CHAIR, R.AUDITOR},
 }
 # Services guarded by a global (not per-project) permission; tested in their own modules.
 GLOBAL_SERVICES = {
@@ -206,6 +212,17 @@ def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
             "row_count": 100,
             "sha256": "a" * 64,
         }
+    if service == "model_facts_update":
+        return {"project": project, "changes": {"developer": "The hospital's AI team"}}
+    if service == "report_request":
+        return {"project": project, "kind": "hti1"}
+    if service == "report_download":
+        with system_context("tests"):
+            report = report_services.report_request(
+                actor=None, project=project, kind="hti1", run_job=False
+            )
+            report_services.report_generate(report.pk)
+        return {"report": Report.objects.get(pk=report.pk)}
     raise AssertionError(f"no arguments declared for {service}")
 
 
@@ -225,6 +242,8 @@ def _snapshot(project: Project) -> tuple:
         DatasetVersion.objects.count(),
         EvaluationRun.objects.count(),
         sorted(GateCriterion.objects.values_list("id", "threshold")),
+        Report.objects.count(),
+        list(ModelFacts.objects.order_by("pk").values_list("project", "facts")),
     )
 
 

@@ -5,16 +5,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management.base import BaseCommand, CommandError
 
 from audits import checkpoint_format, checkpoints
+from audits.reports import keys as report_keys
+from audits.reports import seal_format
 
 
 class Command(BaseCommand):
     help = (
-        "Generate an Ed25519 key pair for signing audit checkpoints and print the two settings "
-        "lines (or, with --public, print the public key of the configured signing key, for "
-        "offline verifiers)."
+        "Generate an Ed25519 key pair for signing audit checkpoints (or, with --report, for "
+        "sealing compliance reports) and print the settings lines (or, with --public, print the "
+        "public key of the configured signing key, for offline verifiers)."
     )
 
     def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--report",
+            action="store_true",
+            help="the report key (REPORT_SIGNING_KEY) instead of the checkpoint key",
+        )
         parser.add_argument(
             "--public",
             action="store_true",
@@ -27,7 +34,12 @@ class Command(BaseCommand):
             help="also write the pair as PEM files (private key readable by the owner only)",
         )
 
-    def handle(self, *args, public=False, pem_dir=None, **options) -> None:
+    def handle(self, *args, public=False, pem_dir=None, report=False, **options) -> None:
+        if report:
+            if pem_dir is not None:
+                raise CommandError("--pem-dir writes the checkpoint key pair, not a report key.")
+            self._report_key(public)
+            return
         if public:
             key = checkpoints.signing_key().public_key()
             note = " (the development key derived from SECRET_KEY)"
@@ -48,6 +60,21 @@ class Command(BaseCommand):
             f"Key {checkpoint_format.key_id(private.public_key())}: keep the signing key where "
             "only the checkpoint writer (Celery beat's worker) can read it, never with the "
             "database; give the public key to auditors."
+        )
+
+    def _report_key(self, public: bool) -> None:
+        if public:
+            key = report_keys.published()
+            note = " (the development key derived from SECRET_KEY)"
+            self.stderr.write(f"{key['fingerprint']}{note if key['development_key'] else ''}")
+            self.stdout.write(str(key["public_key"]))
+            return
+        private = Ed25519PrivateKey.generate()
+        self.stdout.write(f"REPORT_SIGNING_KEY={checkpoint_format.encode_private(private)}")
+        self.stderr.write(
+            f"Report key {seal_format.fingerprint(private.public_key())}: keep it where the web "
+            "and worker processes can read it; auditors verify reports with its public key "
+            "(published at /reports/key/)."
         )
 
     def _write_pem(self, private: Ed25519PrivateKey, directory: Path) -> None:

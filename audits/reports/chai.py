@@ -618,7 +618,9 @@ def build_card(project: Project, progress: Progress = no_progress) -> Card:
     else:
         key_metrics = {category: _key_metric(category, evidence) for category in CATEGORIES}
 
-    resources: dict[str, Any] = {"EvaluationReferences": facts.required("outcome_evaluations")}
+    resources: dict[str, Any] = {}
+    if facts.value("outcome_evaluations"):  # optional in CHAI's schema
+        resources["EvaluationReferences"] = facts.value("outcome_evaluations")
     if facts.value("clinical_trial"):
         resources["ClinicalTrial"] = facts.value("clinical_trial")
     resources["PeerReviewedPublications"] = facts.required("publications")

@@ -4,7 +4,6 @@ project's facts and designated evaluation results, and its PDF rendering."""
 import hashlib
 import io
 import json
-import socket
 import subprocess
 from xml.etree import ElementTree as ET
 
@@ -61,21 +60,11 @@ FULL_FACTS |= {
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Opening any connection fails the test; the compiled schema is dropped so that it is
-    compiled again under the block."""
-    attempts: list[object] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+def offline(no_network):
+    """No network, and the compiled schema dropped so that it is compiled again under the
+    block."""
     chai.chai_schema.cache_clear()
-    yield attempts
+    yield no_network
     chai.chai_schema.cache_clear()
 
 
@@ -185,10 +174,10 @@ def test_the_vendored_standards_are_the_published_files_unmodified():
         assert words in credit
 
 
-def test_chais_own_examples_validate_with_the_network_blocked(no_network):
+def test_chais_own_examples_validate_with_the_network_blocked(offline):
     for name in EXAMPLES:
         assert validate_chai((STANDARDS_DIR / name).read_bytes()) == [], name
-    assert no_network == []
+    assert offline == []
 
 
 def test_an_element_out_of_order_is_refused_saying_where():
@@ -204,7 +193,7 @@ def test_an_element_out_of_order_is_refused_saying_where():
     assert "ReleaseDate" in problems[0] and "ReleaseStage" in problems[0]
 
 
-def test_what_is_not_a_card_is_refused_without_resolving_anything(no_network):
+def test_what_is_not_a_card_is_refused_without_resolving_anything(offline):
     assert validate_chai(b"<AppliedModelCard")[0].startswith("not a readable XML document")
     entity = (
         b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e SYSTEM "http://example.com/x">]><a>&e;</a>'
@@ -212,13 +201,13 @@ def test_what_is_not_a_card_is_refused_without_resolving_anything(no_network):
     assert validate_chai(entity)[0].startswith("not a readable XML document")
     other = b'<AppliedModelCard xmlns="https://example.com/other"/>'
     assert validate_chai(other)
-    assert no_network == []
+    assert offline == []
 
 
 # --- The card ------------------------------------------------------------------------------------
 
 
-def test_a_project_with_nothing_recorded_gets_a_valid_card_naming_every_gap(team, no_network):
+def test_a_project_with_nothing_recorded_gets_a_valid_card_naming_every_gap(team, offline):
     project = team.project
     built = build_chai(project, chain=chain_state(project))
     assert built.format == "xml" and built.file_name == f"{project.slug}-chai-model-card.xml"
@@ -252,7 +241,7 @@ def test_a_project_with_nothing_recorded_gets_a_valid_card_naming_every_gap(team
     # Every "Not provided" in the card is accounted for in the missing list.
     stand_ins = [e.text for e in root.iter() if (e.text or "").startswith("Not provided:")]
     assert len([t for t in stand_ins if "Model facts page" in t]) == len(expected)
-    assert no_network == []
+    assert offline == []
 
 
 def test_every_recorded_fact_is_in_its_element_and_nothing_is_missing(team):
@@ -411,7 +400,7 @@ STANDARD_INFO_KEYS = {
 }
 
 
-def test_the_pdf_carries_the_card_as_chai_asks(team, no_network):
+def test_the_pdf_carries_the_card_as_chai_asks(team, offline):
     record_facts(team, {"developer": MARKUP, "funding_source": "Fondation Hôpital – innovation"})
     designated_development_run(team)
     built = build_chai(team.project, chain=chain_state(team.project), format="pdf")
@@ -436,4 +425,4 @@ def test_the_pdf_carries_the_card_as_chai_asks(team, no_network):
     assert "Fondation Hôpital – innovation" in text
     assert "Not provided: Developer contact" in text
     assert "AUROC (overall)" in text and "Key metrics" in text
-    assert no_network == []
+    assert offline == []

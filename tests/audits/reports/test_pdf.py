@@ -1,7 +1,6 @@
 """The PDF core of printable reports: PDF/A-3b, associated files, exact Info keys, offline."""
 
 import io
-import socket
 import subprocess
 from pathlib import Path
 
@@ -31,22 +30,6 @@ body { background: url("ftp://example.com/bg.png"); font-family: Remote; }
 <div style="background-image: url('http://example.com/c.png')">x</div>
 <img src="data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'/>">
 </body></html>"""
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test."""
-    attempts: list[object] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise AssertionError(f"network access attempted: {args!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 def _report_html(name: str, body: str = "") -> str:

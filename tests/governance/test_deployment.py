@@ -36,9 +36,28 @@ def test_check_deploy_is_clean_in_production_mode():
         DEBUG="0",
         ALLOWED_HOSTS="governance.hospital.example",
         AUDIT_CHECKPOINT_SIGNING_KEY=_ed25519_private_key(),
+        REPORT_SIGNING_KEY=_ed25519_private_key(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_production_without_a_report_key():
+    result = run_manage(
+        "check",
+        "--deploy",
+        SECRET_KEY="x" * 30 + "a-long-production-secret-key-value-1234567890",
+        DEBUG="0",
+        ALLOWED_HOSTS="governance.hospital.example",
+        AUDIT_CHECKPOINT_SIGNING_KEY=_ed25519_private_key(),
+        REPORT_SIGNING_KEY="",
+    )
+    assert result.returncode != 0
+    assert (
+        "audits.E004) REPORT_SIGNING_KEY is not set: compliance reports would be sealed with "
+        "the development key derived from SECRET_KEY." in result.stderr
+    )
+    assert "audit_keygen --report" in result.stderr
 
 
 def _ed25519_private_key() -> str:

@@ -90,6 +90,16 @@ class Action(models.TextChoices):
     REPORT_FAIL = "report.fail", "Compliance report failed"
     REPORT_DOWNLOAD = "report.download", "Compliance report downloaded"
     AUDIT_CHECKPOINT = "audit.checkpoint", "Audit chain checkpointed"
+    MONITORING_PLAN_SAVE = "monitoring_plan.save", "Monitoring plan saved"
+    MONITORING_BATCH_SUBMIT = "monitoring_batch.submit", "Monitoring batch received"
+    MONITORING_BATCH_ANALYSE = "monitoring_batch.analyse", "Monitoring batch analysed"
+    MONITORING_BATCH_FAIL = "monitoring_batch.fail", "Monitoring batch failed"
+    MONITORING_REVIEW_OVERDUE = "monitoring.review_overdue", "Periodic review overdue"
+    GATE_MONITORING_REOPEN = "gate.monitoring_reopen", "Monitoring gate reopened by monitoring"
+    INCIDENT_OPEN = "incident.open", "Incident opened"
+    INCIDENT_UPDATE = "incident.update", "Incident changed"
+    INCIDENT_NOTE = "incident.note", "Incident note added"
+    FEEDBACK_RECEIVE = "feedback.receive", "Feedback received"
 
 
 class ActorType(models.TextChoices):

@@ -16,6 +16,7 @@ app = Celery(
     include=[
         "config.tasks",
         "lifecycle.evaluations.tasks",
+        "lifecycle.monitoring.tasks",
         "lifecycle.notifications",
         "audits.reports.tasks",
     ],

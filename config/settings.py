@@ -213,6 +213,10 @@ SPECTACULAR_SETTINGS = {
         "ReportFormatEnum": "audits.models.ReportFormat",
         "ReportStatusEnum": "audits.models.ReportStatus",
         "KindEnum": "lifecycle.models.EvidenceKind",  # the name it had before reports
+        "BatchStatusEnum": "lifecycle.monitoring.models.BatchStatus",
+        "IncidentStatusEnum": "lifecycle.monitoring.models.IncidentStatus",
+        "IncidentSourceEnum": "lifecycle.monitoring.models.IncidentSource",
+        "FeedbackSourceEnum": "lifecycle.monitoring.models.FeedbackSource",
     },
 }
 
@@ -248,6 +252,9 @@ EVALUATION_MIN_GROUP_NEGATIVES = env_int("EVALUATION_MIN_GROUP_NEGATIVES", 10, m
 EVALUATION_MAX_GROUP_VALUES = env_int("EVALUATION_MAX_GROUP_VALUES", 50, minimum=1)
 EVALUATION_STALE_AFTER = env_int("EVALUATION_STALE_AFTER", 300, minimum=1)
 EVALUATION_SWEEP_INTERVAL = env_int("EVALUATION_SWEEP_INTERVAL", 60, minimum=1)
+# Monitoring (docs/monitoring.md): how often the scheduled checks run (batches whose analysis
+# never came, overdue periodic reviews).
+MONITORING_SWEEP_INTERVAL = env_int("MONITORING_SWEEP_INTERVAL", 300, minimum=1)
 
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoints": {
@@ -261,6 +268,10 @@ CELERY_BEAT_SCHEDULE = {
     "report-sweeper": {
         "task": "audits.sweep_reports",
         "schedule": REPORT_SWEEP_INTERVAL,
+    },
+    "monitoring-sweeper": {
+        "task": "lifecycle.monitoring_sweep",
+        "schedule": MONITORING_SWEEP_INTERVAL,
     },
 }
 # E-mail notifications (docs/notifications.md): Django's e-mail backends. Development prints

@@ -15,6 +15,7 @@ from governance import notification_views, views
 from lifecycle import views as lifecycle_views
 from lifecycle.gates import policy_views
 from lifecycle.gates import views as gate_views
+from lifecycle.monitoring import views as monitoring_views
 from lifecycle.projects import views as project_views
 
 
@@ -73,6 +74,15 @@ urlpatterns = [
         name="evaluation-upload",
     ),
     path(P + "runs/<int:pk>/", lifecycle_views.run_page, name="run"),
+    path(P + "monitoring/", monitoring_views.monitoring_page, name="monitoring"),
+    path(P + "monitoring/plan/", monitoring_views.monitoring_plan, name="monitoring-plan"),
+    path(
+        P + "monitoring/batches/",
+        monitoring_views.monitoring_batch_upload,
+        name="monitoring-batch-upload",
+    ),
+    path(P + "incidents/new/", monitoring_views.incident_report, name="incident-report"),
+    path(P + "incidents/<int:number>/", monitoring_views.incident_page, name="incident"),
     path(P + "audit/", audits_views.timeline, name="audit-timeline"),
     path(P + "facts/", project_views.model_facts, name="model-facts"),
     path(P + "reports/", report_views.reports_page, name="reports"),

@@ -10,8 +10,10 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from demo import monitoring as demo_monitoring
 from demo import records as demo_records
 from demo.model_facts import record_model_facts
+from demo.monitoring import FeedbackSpec, MonitoringSpec, TriageSpec
 from governance import services as governance_services
 from governance.models import Project, RiskTier, TaskCategory, User
 from governance.roles import Role
@@ -23,6 +25,7 @@ from lifecycle.evaluations.tasks import run_evaluation
 from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, SignatureMeaning
 from lifecycle.gates.readiness import readiness_of
+from lifecycle.monitoring.models import FeedbackCategory, FeedbackSource, IncidentStatus
 from lifecycle.phases import Phase
 from lifecycle.projects import services as project_services
 
@@ -48,6 +51,7 @@ CLASSIFICATION = [
     "f1",
     "auroc",
     "ece",
+    "brier_score",
     "confusion_matrix",
     "demographic_parity_difference",
     "equalized_odds_difference",
@@ -65,13 +69,13 @@ PROJECTS = [
         "intended_users": "Primary care physicians, nurse practitioners",
         "task_category": TaskCategory.CLINICAL_DOCUMENTATION,
         "risk_tier": RiskTier.MEDIUM,
-        "approved_through": Phase.DEVELOPMENT,
+        "approved_through": Phase.DEPLOYMENT,
         "evaluations": {
             Phase.DEVELOPMENT: {
                 "model": "scribe-v1.0",
                 "dataset": "visits-2026q1-test",
                 "records": lambda: demo_records.documentation_drafts(
-                    seed=11, n=300, error_rate=0.06
+                    seed=11, n=1200, error_rate=0.06
                 ),
                 "metrics": [
                     "wer",
@@ -88,10 +92,22 @@ PROJECTS = [
                 ],
             },
         },
+        # Deployed, its monitoring gate not yet reviewed: twelve quiet weeks, no alert.
+        "monitoring": MonitoringSpec(
+            baseline_phase=Phase.DEVELOPMENT,
+            metrics=["wer", "latency_p95_ms", "hallucination_rate"],
+            cohorts=["sex", "age_band"],
+            criteria=[
+                ("hallucination_rate", "value", "<=", 0.05),
+                ("latency_p95_ms", "value", "<=", 4000),
+                ("wer", "ci_high", "<=", 0.15),
+            ],
+            records=demo_records.scribe_monitoring_week,
+        ),
         "models": [("scribe-v1.0", "Llama 3.1 70B Instruct", Adaptation.LORA)],
         "datasets": [
             ("visits-2025q4-train", DatasetPurpose.TRAINING, 18_400),
-            ("visits-2026q1-test", DatasetPurpose.TEST, 300),
+            ("visits-2026q1-test", DatasetPurpose.TEST, 1_200),
         ],
     },
     {
@@ -177,8 +193,9 @@ PROJECTS = [
         "intended_users": "Rapid response nurses, hospitalists",
         "task_category": TaskCategory.CLINICAL_TEXT_CLASSIFICATION,
         "risk_tier": RiskTier.HIGH,
-        "approved_through": Phase.MONITORING,
-        "review_cycle": True,
+        # Deployed, and its monitoring gate approved on the first four weeks; the rest of the
+        # lifecycle is the monitoring below.
+        "approved_through": Phase.DEPLOYMENT,
         "evaluations": {
             Phase.DEVELOPMENT: {
                 "model": "sepsis-v3.2",
@@ -192,25 +209,55 @@ PROJECTS = [
                     ("demographic_parity_difference(sex)", "value", "<=", 0.10),
                 ],
             },
-            # This periodic review finds drift: women are flagged more often than men.
-            "monitoring-review": {
-                "model": "sepsis-v3.2",
-                "dataset": "sepsis-2026-monitoring",
-                "records": lambda: demo_records.binary_classifier(
-                    seed=32, n=1500, prevalence=0.12, separation=1.5, group_shift=0.6
-                ),
-                "metrics": CLASSIFICATION,
-                "criteria": [
-                    ("auroc", "value", ">=", 0.80),
-                    ("demographic_parity_difference(sex)", "value", "<=", 0.10),
-                ],
-            },
         },
+        # Twelve weekly batches; from week 9 the model separates cases far worse in the 65+
+        # band, which grows (demo.records.sepsis_monitoring_week): the rules raise an alert,
+        # its incident, and reopen the monitoring gate. ECE is not watched: it grows as a
+        # batch shrinks (ten bins over fewer records), a false drift to a CUSUM; the Brier
+        # score has no such bias.
+        "monitoring": MonitoringSpec(
+            baseline_phase=Phase.DEVELOPMENT,
+            metrics=[
+                "auroc",
+                "recall",
+                "precision",
+                "brier_score",
+                "demographic_parity_difference",
+            ],
+            cohorts=["sex", "age_band"],
+            criteria=[
+                ("auroc", "value", ">=", 0.85),
+                ("worst_group:auroc(age_band)", "value", ">=", 0.80),
+                ("demographic_parity_difference(sex)", "value", "<=", 0.10),
+            ],
+            records=demo_records.sepsis_monitoring_week,
+            approve_after_week=4,
+            feedback=[
+                FeedbackSpec(
+                    week=demo_records.SHIFT_WEEK,
+                    source=FeedbackSource.CLINICIAN,
+                    category=FeedbackCategory.ACCURACY,
+                    rating=2,
+                    text="Two patients over 80 on the elderly-care ward deteriorated this week "
+                    "without a sepsis flag; the summaries quoted the new admission template "
+                    "rather than the observations.",
+                    record_reference="ward 7 / admissions this week",
+                ),
+            ],
+            triage=[
+                TriageSpec(
+                    week=demo_records.SHIFT_WEEK,
+                    status=IncidentStatus.INVESTIGATING,
+                    note="Matches the rapid response team's feedback from ward 7. The "
+                    "elderly-care wards switched to a new admission template in this period; "
+                    "checking whether the summariser reads it.",
+                ),
+            ],
+        ),
         "models": [("sepsis-v3.2", "Meditron 70B", Adaptation.LORA)],
         "datasets": [
             ("sepsis-2023-train", DatasetPurpose.TRAINING, 120_000),
             ("sepsis-2023-holdout", DatasetPurpose.VALIDATION, 1_500),
-            ("sepsis-2026-monitoring", DatasetPurpose.MONITORING, 1_500),
         ],
     },
 ]
@@ -319,12 +366,27 @@ def _project(spec: dict, users: dict[str, User]) -> None:
             reason="The data diversity evidence does not break down the training set by "
             "payer and language; add the table and resubmit.",
         )
-    if spec.get("review_cycle"):
-        gate_services.gate_start_review_cycle(actor=chair, gate=gates[Phase.MONITORING])
-        review = spec["evaluations"]["monitoring-review"]
-        _evaluate(project, review, Phase.MONITORING, users)
+    if spec.get("monitoring"):
+        _monitor(project, spec["monitoring"], gates[Phase.MONITORING], users)
     _work_in_progress(project, users)
     record_model_facts(project, lead)
+
+
+def _monitor(project: Project, spec: MonitoringSpec, gate: Gate, users: dict[str, User]) -> None:
+    """After go-live: the plan, the weekly batches, and, when the spec says so, the monitoring
+    gate reviewed and approved on the first weeks' evidence before the later weeks arrive."""
+    plan = demo_monitoring.start_monitoring(project, spec, users)
+    first = spec.approve_after_week or 0
+    demo_monitoring.send_batches(project, plan, spec, users, range(1, first + 1))
+    if first:
+        _settle_phase(project, Phase.MONITORING, users)
+        gate_services.gate_submit(
+            actor=users["lead"],
+            gate=gate,
+            note=f"First periodic review: {first} weeks of monitoring within the criteria.",
+        )
+        _approve(gate, users)
+    demo_monitoring.send_batches(project, plan, spec, users, range(first + 1, spec.weeks + 1))
 
 
 def _evaluate(project: Project, plan: dict | None, phase: Phase, users: dict[str, User]) -> None:

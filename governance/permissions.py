@@ -62,6 +62,7 @@ def _permission_label(codename: str) -> str:
         "set_criteria": "set gate criteria",
         "view_audit": "read the audit trail",
         "export_report": "export reports",
+        "manage_incidents": "manage incidents",
     }
     return labels.get(codename, codename.replace("_", " "))
 

@@ -34,21 +34,32 @@ UPLOAD_EVALUATION = "upload_evaluation"
 SET_CRITERIA = "set_criteria"
 VIEW_AUDIT = "view_audit"
 EXPORT_REPORT = "export_report"
+MANAGE_INCIDENTS = "manage_incidents"
 
 _CONTRIBUTOR = {VIEW, EDIT_CHECKLIST, ADD_EVIDENCE, COMMENT}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PROJECT_LEAD: frozenset(
         _CONTRIBUTOR
-        | {CHANGE, MANAGE_MEMBERS, SUBMIT_GATE, MANAGE_VERSIONS, UPLOAD_EVALUATION, VIEW_AUDIT}
+        | {
+            CHANGE,
+            MANAGE_MEMBERS,
+            SUBMIT_GATE,
+            MANAGE_VERSIONS,
+            UPLOAD_EVALUATION,
+            VIEW_AUDIT,
+            MANAGE_INCIDENTS,
+        }
     ),
     Role.CLINICAL_LEAD: frozenset(_CONTRIBUTOR),
     Role.DATA_STEWARD: frozenset(_CONTRIBUTOR | {MANAGE_VERSIONS, UPLOAD_EVALUATION}),
     Role.PRIVACY_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT}),
-    Role.CLINICAL_SAFETY_OFFICER: frozenset(_CONTRIBUTOR | {SET_CRITERIA, VIEW_AUDIT}),
+    Role.CLINICAL_SAFETY_OFFICER: frozenset(
+        _CONTRIBUTOR | {SET_CRITERIA, VIEW_AUDIT, MANAGE_INCIDENTS}
+    ),
     Role.COMPLIANCE_OFFICER: frozenset(_CONTRIBUTOR | {VIEW_AUDIT, EXPORT_REPORT}),
     Role.COMMITTEE_CHAIR: frozenset(
-        {VIEW, COMMENT, START_REVIEW, SET_CRITERIA, VIEW_AUDIT, EXPORT_REPORT}
+        {VIEW, COMMENT, START_REVIEW, SET_CRITERIA, VIEW_AUDIT, EXPORT_REPORT, MANAGE_INCIDENTS}
     ),
     Role.COMMITTEE_MEMBER: frozenset({VIEW, COMMENT}),
     Role.AUDITOR: frozenset({VIEW, VIEW_AUDIT, EXPORT_REPORT}),
@@ -66,6 +77,7 @@ PROJECT_PERMISSIONS = [
     (SET_CRITERIA, "Set the evaluation criteria of gates"),
     (VIEW_AUDIT, "Read the project's audit trail"),
     (EXPORT_REPORT, "Export compliance reports"),
+    (MANAGE_INCIDENTS, "Triage, assign and resolve incidents"),
 ]
 
 

@@ -39,4 +39,13 @@ from lifecycle.gates.models import (  # noqa: F401
     SignOffPolicy,
     SignOffRequirement,
 )
+from lifecycle.monitoring.models import (  # noqa: F401
+    Feedback,
+    Incident,
+    IncidentEvent,
+    MonitoringBatch,
+    MonitoringPlan,
+    MonitoringSignal,
+    ScheduledJob,
+)
 from lifecycle.projects.models import ModelFacts  # noqa: F401

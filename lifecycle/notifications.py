@@ -5,6 +5,8 @@
 - A gate is approved or sent back with changes requested: the project's leads, with the reason.
 - An approved gate is reopened because signed content changed: the leads and the signers whose
   signatures stopped counting, with the cause.
+- Monitoring reopens the monitoring gate (a serious incident, a required criterion failing on a
+  batch): the leads and the holders of the roles that must sign it, with the cause.
 - An item is assigned: the assignee, unless they assigned it to themselves.
 
 The gate and checklist services call these functions inside their transactions. Each one works
@@ -139,6 +141,27 @@ def gate_reopened(
                 "signed_as": signed_as,
                 "invalidated_count": len(signatures),
                 "link": _gate_link(gate),
+            },
+        )
+
+
+def monitoring_gate_reopened(gate: Gate, cause: str, *, by: User | None = None) -> None:
+    """Tell the project's leads and the holders of the roles that must sign the monitoring
+    gate that monitoring put it back in front of them, and why."""
+    roles = [Role.PROJECT_LEAD, *readiness_of(gate).required_roles]
+    project = gate.project
+    for user in _holders(gate, roles, excluding=by.pk if by is not None else None):
+        _notify(
+            user,
+            subject=f"Monitoring reopened the {_short(gate)} gate: {project.name}",
+            template="emails/monitoring_gate_reopened.txt",
+            context={
+                "gate": gate,
+                "project": project,
+                "phase": _phase(gate),
+                "cause": cause,
+                "link": _gate_link(gate),
+                "monitoring_link": _absolute(reverse("monitoring", args=[project.slug])),
             },
         )
 

@@ -86,3 +86,56 @@ class WorkerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class BeatProcess:
+    """A `celery beat` subprocess sending the real schedule (config.settings) to the test Redis,
+    with every interval in `intervals` (setting name → seconds) shortened for the test."""
+
+    def __init__(self, redis_url: str, log_dir: Path, intervals: dict[str, int]) -> None:
+        self.redis_url = redis_url
+        self.log_path = log_dir / "beat.log"
+        self.schedule_path = log_dir / "beat-schedule"
+        self.intervals = intervals
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": self.redis_url,
+            "CELERY_BROKER_URL": self.redis_url,
+            "CELERY_RESULT_BACKEND": self.redis_url,
+            **{name: str(seconds) for name, seconds in self.intervals.items()},
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel=INFO",
+                "--schedule",
+                str(self.schedule_path),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+        )
+
+    def sent(self, task: str) -> int:
+        """How many times beat has sent `task` so far (from its log)."""
+        lines = self.log_path.read_text().splitlines()
+        return sum(1 for line in lines if "Sending due task" in line and f"({task})" in line)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

@@ -4,17 +4,21 @@
 the model and dataset versions, every checklist item with its evidence hashes, every gate with
 each review round, every signature manifested (printed name, role, meaning, UTC time, manifest
 hash) and its invalidation, the criteria judged on the gate's evidence, the evaluation results
-with intervals, subgroups and charts — into one JSON-able `content` dict, and prints the same
-content as pages (`templates/reports/dossier.html`). The PDF carries `canonical_json(content)`
-as its associated file "dossier.json", so an auditor can read the pages and check the data.
+with intervals, subgroups and charts, the monitoring history (the plan, every batch with its
+signals, the latest drift, the trends that signalled) and every incident with its timeline —
+into one JSON-able `content` dict, and prints the same content as pages
+(`templates/reports/dossier.html`). The PDF carries `canonical_json(content)` as its associated
+file "dossier.json", so an auditor can read the pages and check the data.
 
 With `gate_phase`, the dossier covers one gate's decision only: that phase's items, gate and
-evaluation runs (the "gate-only" dossier).
+evaluation runs (the "gate-only" dossier); the monitoring history and the incidents belong to
+the monitoring gate's.
 
-Readiness, criteria verdicts, signature seals and charts are the product's own functions
-(`lifecycle.gates.readiness`, `.criteria`, `.signoffs`, `lifecycle.evaluations.charts`), so the
-dossier says what the gate panel says. Reads are batched: the number of queries does not grow
-with the number of items, evidence, signatures or runs.
+Readiness, criteria verdicts, signature seals, trends and charts are the product's own
+functions (`lifecycle.gates.readiness`, `.criteria`, `.signoffs`, `lifecycle.evaluations.charts`,
+`lifecycle.monitoring.trends` and `.charts`), so the dossier says what the gate panel and the
+monitoring page say. Reads are batched: the number of queries does not grow with the number of
+items, evidence, signatures, runs, batches, signals or incidents.
 """
 
 import math
@@ -45,18 +49,26 @@ from lifecycle.evaluations.models import (
     ResultScope,
     RunStatus,
 )
-from lifecycle.gates.models import Gate, GateState, Signature, SignatureMeaning
+from lifecycle.gates.models import Gate, GateCriterion, GateState, Signature, SignatureMeaning
 from lifecycle.gates.readiness import Readiness, gate_readiness
 from lifecycle.gates.signoffs import seal, sha256_text
+from lifecycle.monitoring import charts as monitoring_charts
+from lifecycle.monitoring.models import (
+    Incident,
+    IncidentEvent,
+    MonitoringBatch,
+    MonitoringPlan,
+    MonitoringSignal,
+)
+from lifecycle.monitoring.selectors import drift_rows, review_due
+from lifecycle.monitoring.trends import plan_trends
 from lifecycle.phases import Phase
 from lifecycle.projects.facts import FACTS, FACTS_BY_KEY
 from lifecycle.projects.models import ModelFacts
 
 KIND = "dossier"
-INCIDENTS_NOTE = (
-    "Monitoring incidents are not recorded by this version of the product: the dossier lists "
-    "none, which does not mean that none occurred."
-)
+NO_INCIDENTS = "No incident has been recorded for this project."
+NO_MONITORING = "The project has no monitoring plan: no monitoring batch has been received."
 VERIFY_COMMAND = "python manage.py verify_report FILE"
 
 
@@ -72,7 +84,7 @@ def build_dossier(
     if gate_phase is not None and gate_phase not in Phase.values:
         raise ValueError(f"Unknown phase {gate_phase!r}.")
     progress(2, "Reading the project")
-    content, figures = dossier_content(
+    content, figures, trend_figures = _content_and_figures(
         project, chain=chain, progress=progress, gate_phase=gate_phase
     )
 
@@ -88,7 +100,9 @@ def build_dossier(
                 _run_page(entry, figures.get(entry["number"], []))
                 for entry in content["evaluation_runs"]
             ],
-            "incidents_note": INCIDENTS_NOTE,
+            "trend_figures": [_figure(chart) for chart in trend_figures],
+            "no_incidents": NO_INCIDENTS,
+            "no_monitoring": NO_MONITORING,
             "verify_command": VERIFY_COMMAND,
         },
     )
@@ -131,6 +145,20 @@ def dossier_content(
 ) -> tuple[dict[str, Any], dict[int, list[charts.Chart]]]:
     """The dossier's content (a function of the data only: no generation time, no requester)
     and the charts of each detailed run, keyed by run number, for the pages."""
+    content, figures, _ = _content_and_figures(
+        project, chain=chain, progress=progress, gate_phase=gate_phase
+    )
+    return content, figures
+
+
+def _content_and_figures(
+    project: Project,
+    *,
+    chain: dict[str, Any],
+    progress: Progress,
+    gate_phase: str | None,
+) -> tuple[dict[str, Any], dict[int, list[charts.Chart]], list[charts.Chart]]:
+    """`dossier_content`, with the trend charts of the monitoring section for the pages."""
     project = Project.objects.select_related("owner", "checklist_template", "signoff_policy").get(
         pk=project.pk
     )
@@ -224,10 +252,16 @@ def dossier_content(
             figures[run.number] = run_charts
         content["evaluation_runs"].append(entry)
 
-    # The monitoring feature does not exist yet: an explicit empty list, and a note on the page.
-    content["incidents"] = []
+    progress(76, "Reading the monitoring history and the incidents")
+    trend_figures: list[charts.Chart] = []
+    if gate_phase in (None, Phase.MONITORING):
+        content["monitoring"], trend_figures = _monitoring(project)
+        content["incidents"] = _incidents(project)
+    else:
+        # Another gate's decision: monitoring is the monitoring gate's record.
+        content["monitoring"], content["incidents"] = None, []
     content["chain"] = chain
-    return content, figures
+    return content, figures, trend_figures
 
 
 def _when(value: datetime | None) -> str | None:
@@ -388,7 +422,8 @@ def _signatures_by_gate(gates: list[Gate]) -> dict[int, list[Signature]]:
 
 class _GateEvents:
     """The audit events that say how each review round began and ended: submissions (who, when,
-    the note, the designated runs), periodic reviews, and the gate state each signature left."""
+    the note, the designated runs), periodic reviews (started by a person, or by monitoring
+    reopening the approved gate, with its cause), and the gate state each signature left."""
 
     def __init__(self, events: Iterable[AuditEvent]):
         self.submissions: dict[tuple[int, int], AuditEvent] = {}
@@ -405,6 +440,12 @@ class _GateEvents:
                     self.submissions[(gate_id, after.get("review_round", 0))] = event
                 elif event.action == Action.GATE_START_REVIEW_CYCLE:
                     self.cycles[(gate_id, after.get("cycle", 0))] = event
+                elif event.action == Action.GATE_MONITORING_REOPEN:
+                    before = event.before if isinstance(event.before, dict) else {}
+                    # Only a reopened approval starts a periodic review; an open gate or one
+                    # in review keeps its cycle and just shows the cause.
+                    if after.get("cycle", 0) != before.get("cycle", 0):
+                        self.cycles[(gate_id, after.get("cycle", 0))] = event
 
 
 def _gate_events(project: Project, head: int) -> _GateEvents:
@@ -418,6 +459,7 @@ def _gate_events(project: Project, head: int) -> _GateEvents:
             action__in=[
                 Action.GATE_SUBMIT,
                 Action.GATE_START_REVIEW_CYCLE,
+                Action.GATE_MONITORING_REOPEN,
                 Action.SIGNATURE_CREATE,
             ],
             target_type__in=[gate_type, signature_type],
@@ -472,6 +514,7 @@ def _gate(
                 "cycle": cycle,
                 "started_at": _when(event.recorded_at),
                 "started_by": event.actor_name,
+                "cause": event.reason if event.action == Action.GATE_MONITORING_REOPEN else "",
             }
             for (gate_id, cycle), event in sorted(events.cycles.items())
             if gate_id == gate.pk
@@ -697,3 +740,160 @@ def _chart(chart: charts.Chart) -> dict[str, Any]:
         "headers": list(chart.headers),
         "rows": [[str(cell) for cell in row] for row in chart.rows],
     }
+
+
+# --- Monitoring and incidents --------------------------------------------------------------------
+
+
+def _monitoring(project: Project) -> tuple[dict[str, Any], list[charts.Chart]]:
+    """The monitoring history: the plan (baseline, watched metrics and cohorts, period, review
+    interval, alert levels), every batch with its signals, the latest analysed batch's drift
+    worst first, and the trends that signalled, as charts with their data tables.
+
+    The same reads as the monitoring page (`lifecycle.monitoring.selectors` and `.trends`), in
+    a fixed number of queries. Only stored data: the review date is derived from the plan and
+    the monitoring gate, never from the time the dossier is built."""
+    plan = (
+        MonitoringPlan.objects.filter(project=project)
+        .select_related("baseline_run__gate", "updated_by")
+        .first()
+    )
+    section: dict[str, Any] = {"plan": None, "batches": [], "latest_drift": None, "trends": []}
+    if plan is None:
+        return section, []
+    gate = Gate.objects.get(project=project, phase=Phase.MONITORING)
+    signals = MonitoringSignal.objects.select_related("incident").order_by("id")
+    batches = list(
+        MonitoringBatch.objects.filter(project=project)
+        .select_related("run", "submitted_by")
+        .prefetch_related(Prefetch("signals", queryset=signals))
+        .order_by("period_start", "number")
+    )
+    criteria = GateCriterion.objects.filter(gate=gate).order_by("id")
+    section["plan"] = {
+        "baseline_run": plan.baseline_run.number,
+        "baseline_gate": plan.baseline_run.gate.phase,
+        "metrics": [str(m) for m in plan.metrics],
+        "cohorts": [str(c) for c in plan.cohorts],
+        "starts_on": plan.starts_on.isoformat(),
+        "period_days": plan.period_days,
+        "review_interval_days": plan.review_interval_days,
+        "review_due_at": _when(review_due(plan, gate)),
+        "review_overdue_since": _when(plan.review_overdue_since),
+        "resamples": plan.resamples,
+        "cusum_k": plan.cusum_k,
+        "cusum_h": plan.cusum_h,
+        "psi_alert": plan.psi_alert,
+        "criteria": [{"expression": c.expression, "required": c.required} for c in criteria],
+        "updated_at": _when(plan.updated_at),
+        "updated_by": _name(plan.updated_by),
+    }
+    section["batches"] = [_batch(batch) for batch in batches]
+    latest = next(
+        (b for b in reversed(batches) if b.status == MonitoringBatch.Status.ANALYSED), None
+    )
+    if latest is not None:
+        drift = latest.drift if isinstance(latest.drift, dict) else {}
+        section["latest_drift"] = {
+            "batch": latest.number,
+            "n_baseline": drift.get("n_baseline"),
+            "n_current": drift.get("n_current"),
+            "rows": [
+                {
+                    "kind": row.kind,
+                    "name": row.name,
+                    "psi": _number(row.psi),
+                    "ks_statistic": _number(row.ks_statistic),
+                    "ks_pvalue": _number(row.ks_pvalue),
+                    "wasserstein": _number(row.wasserstein),
+                    "chi2_pvalue": _number(row.chi2_pvalue),
+                    "alert": row.alert,
+                }
+                for row in drift_rows(drift, plan.psi_alert)
+            ],
+        }
+    # Every trend that signalled at some batch: what the committee has to look at.
+    trend_charts = [
+        monitoring_charts.trend_chart(trend, f"dossier-trend-{index}")
+        for index, trend in enumerate(
+            t for t in plan_trends(plan) if any(point.signals for point in t.points)
+        )
+    ]
+    section["trends"] = [_chart(chart) for chart in trend_charts]
+    return section, trend_charts
+
+
+def _batch(batch: MonitoringBatch) -> dict[str, Any]:
+    run = batch.run
+    return {
+        "number": batch.number,
+        "period_start": batch.period_start.isoformat(),
+        "period_end": batch.period_end.isoformat(),
+        "run": run.number,
+        "run_status": run.status,
+        "n_records": run.n_records,
+        "file_sha256": run.sha256,
+        "status": batch.status,
+        "status_label": batch.get_status_display(),
+        "error_message": batch.error_message,
+        "submitted_at": _when(batch.created_at),
+        "submitted_by": _name(batch.submitted_by),
+        "analysed_at": _when(batch.analysed_at),
+        "signals": [_signal(s) for s in batch.signals.all()],
+        "required_signals": sum(1 for s in batch.signals.all() if s.required),
+    }
+
+
+def _signal(signal: MonitoringSignal) -> dict[str, Any]:
+    return {
+        "rule": signal.rule,
+        "rule_label": signal.get_rule_display(),
+        "metric": signal.metric,
+        "scope": signal.scope,
+        "group_attribute": signal.group_attribute,
+        "group_value": signal.group_value,
+        "value": _number(signal.value),
+        "limit": _number(signal.limit),
+        "required": signal.required,
+        "message": signal.message,
+        "incident": signal.incident.number if signal.incident is not None else None,
+    }
+
+
+def _incidents(project: Project) -> list[dict[str, Any]]:
+    """Every incident of the project in number order, with its whole timeline."""
+    timeline = IncidentEvent.objects.select_related("actor").order_by("at", "id")
+    return [
+        {
+            "number": incident.number,
+            "title": incident.title,
+            "description": incident.description,
+            "source": incident.source,
+            "source_label": incident.get_source_display(),
+            "severity": incident.severity,
+            "severity_label": incident.get_severity_display(),
+            "status": incident.status,
+            "status_label": incident.get_status_display(),
+            "owner": _name(incident.owner),
+            "reported_by": _name(incident.reported_by),
+            "batch": incident.batch.number if incident.batch is not None else None,
+            "opened_at": _when(incident.opened_at),
+            "resolved_at": _when(incident.resolved_at),
+            "resolution": incident.resolution,
+            "timeline": [
+                {
+                    "kind": event.kind,
+                    "kind_label": event.get_kind_display(),
+                    "text": event.text,
+                    "changes": event.changes if isinstance(event.changes, dict) else {},
+                    "by": _name(event.actor),
+                    "at": _when(event.at),
+                }
+                for event in incident.events.all()
+            ],
+        }
+        for incident in Incident.objects.filter(project=project)
+        .select_related("owner", "reported_by", "batch")
+        .prefetch_related(Prefetch("events", queryset=timeline))
+        .order_by("number")
+    ]

@@ -12,6 +12,7 @@ from audits.api import views as audits
 from config.api import schema  # noqa: F401 - registers the token scheme
 from governance.api import views as governance
 from governance.api.base import ApiView
+from lifecycle.api import monitoring
 from lifecycle.api import views as lifecycle
 
 app_name = "api"
@@ -69,6 +70,28 @@ urlpatterns = [
     path(
         P + "evaluation-runs/<int:pk>/", lifecycle.EvaluationRunDetail.as_view(), name="run-detail"
     ),
+    path(P + "monitoring/", monitoring.MonitoringOverview.as_view(), name="monitoring"),
+    path(P + "monitoring/plan/", monitoring.MonitoringPlanDetail.as_view(), name="monitoring-plan"),
+    path(
+        P + "monitoring/batches/",
+        monitoring.MonitoringBatchList.as_view(),
+        name="monitoring-batch-list",
+    ),
+    path(
+        P + "monitoring/batches/<int:number>/",
+        monitoring.MonitoringBatchDetail.as_view(),
+        name="monitoring-batch-detail",
+    ),
+    path(P + "incidents/", monitoring.IncidentList.as_view(), name="incident-list"),
+    path(
+        P + "incidents/<int:number>/", monitoring.IncidentDetail.as_view(), name="incident-detail"
+    ),
+    path(
+        P + "incidents/<int:number>/notes/",
+        monitoring.IncidentNoteList.as_view(),
+        name="incident-note-list",
+    ),
+    path(P + "feedback/", monitoring.FeedbackList.as_view(), name="feedback-list"),
     path(P + "audit-events/", audits.AuditEventList.as_view(), name="audit-event-list"),
     path(P + "audit-events/export/", audits.AuditExport.as_view(), name="audit-export"),
     path(P + "reports/", reports.ReportList.as_view(), name="report-list"),

@@ -47,6 +47,7 @@ from lifecycle.metrics import (
 )
 from lifecycle.metrics.records import Dataset
 from lifecycle.metrics.registry import resolve_metrics
+from lifecycle.phases import Phase
 from lifecycle.uploads import hash_upload
 
 
@@ -238,7 +239,7 @@ def evaluation_upload_check(
     n_records: int | None = None
     warnings: tuple[str, ...] = ()
     if check_records:
-        dataset = _check_records(upload, name, task, metrics)
+        dataset = read_records(upload, name, task, metrics)
         n_records = dataset.n
         problem = coverage_problem(dataset.n, dataset_version, subset_reason)
         if problem:
@@ -363,9 +364,10 @@ def _next_run_number(project: Project) -> int:
     return (last or 0) + 1
 
 
-def _check_records(
-    upload: UploadedFile, name: str, task: str, metrics: list[str] | None
-) -> Dataset:
+def read_records(upload: UploadedFile, name: str, task: str, metrics: list[str] | None) -> Dataset:
+    """Read a whole upload against the record contract for `task` and `metrics`; a file that
+    breaks it raises a ValidationError on `file` with the line-precise message (and the line
+    and field as params, for the API)."""
     _, strict, optional = resolve_metrics(task, list(metrics) if metrics else None)
     try:
         return parse_records(
@@ -462,6 +464,7 @@ def _where(exc: RecordError) -> dict[str, Any]:
 
 
 RUN_EVALUATION_TASK = "lifecycle.run_evaluation"
+ANALYSE_MONITORING_BATCH_TASK = "lifecycle.analyse_monitoring_batch"
 
 
 def enqueue_evaluation(run_id: int) -> None:
@@ -596,6 +599,11 @@ def evaluation_run_succeed(*, run_id: int, token: uuid.UUID, result: dict[str, A
         },
         cause=f"evaluation run {run.number} of {run.model_version} was attached",
     )
+    if run.gate.phase == Phase.MONITORING:
+        # A monitoring batch's run: its analysis (drift, alert rules) follows once this
+        # commits. By name: the monitoring job builds on these services, not the reverse.
+        job = current_app.signature(ANALYSE_MONITORING_BATCH_TASK, args=(run.pk,))
+        transaction.on_commit(job.delay)
     return True
 
 

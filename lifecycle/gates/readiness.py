@@ -15,7 +15,7 @@ a submission designates by default.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from django.db.models import Max, OuterRef, Q, Subquery
@@ -35,9 +35,12 @@ from lifecycle.gates.models import (
     SignOffRequirement,
 )
 from lifecycle.metrics.registry import FAIRNESS_METRICS
+from lifecycle.monitoring.models import OPEN_INCIDENT_STATUSES, SERIOUS_SEVERITIES, Incident
 from lifecycle.phases import Phase
 
-ConditionKind = Literal["state", "item", "criterion", "signature", "separation_of_duties"]
+ConditionKind = Literal[
+    "state", "item", "criterion", "incident", "signature", "separation_of_duties"
+]
 
 # Gates judged on their designated evidence; the others are previewed on their latest run.
 JUDGED_ON_DESIGNATION = (GateState.IN_REVIEW, GateState.APPROVED)
@@ -71,6 +74,9 @@ class Readiness:
     # Earlier gates of the project that are not approved while this one is past locked: an
     # approved gate was reopened. (phase label, why)
     earlier_not_approved: list[tuple[str, str]]
+    # The monitoring gate's open serious or critical incidents (number, title): monitoring
+    # reopened the gate for them, and it is not approved again while they are open.
+    open_serious_incidents: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def run(self) -> EvaluationRun | None:
@@ -121,6 +127,7 @@ class Readiness:
             and not self.failing_criteria
             and self.separation_of_duties_met
             and not self.earlier_not_approved
+            and not self.open_serious_incidents
         )
 
     @property
@@ -144,6 +151,10 @@ class Readiness:
                 v.detail,
             )
             for v in self.verdicts
+        ]
+        found += [
+            Condition("incident", f"Serious incident {number} resolved", "open", False, title)
+            for number, title in self.open_serious_incidents
         ]
         approved = self.approvals_by_role
         invalidated = self.invalidated_roles
@@ -207,6 +218,8 @@ class Readiness:
                 verdict.status, f"has {verdict.status}"
             )
             found.append(f"criterion {status}: {verdict.criterion.expression}")
+        for number, title in self.open_serious_incidents:
+            found.append(f"serious incident {number} open: {title}")
         if gate.state == GateState.IN_REVIEW:
             invalidated = self.invalidated_roles
             missing = [
@@ -239,6 +252,8 @@ class Readiness:
             work.append(f"{open_items} required item{'s' if open_items > 1 else ''} open")
         if failing:
             work.append(f"{failing} required criteri{'a' if failing > 1 else 'on'} not passing")
+        if self.open_serious_incidents:
+            work.append(f"{len(self.open_serious_incidents)} serious incident(s) open")
         if gate.state == GateState.OPEN:
             who = "project lead to settle the items" if open_items else "project lead to submit"
         elif gate.state == GateState.CHANGES_REQUESTED:
@@ -260,8 +275,9 @@ class Readiness:
 
 def gate_readiness(gates: Iterable[Gate]) -> dict[int, Readiness]:
     """Every condition of each gate, keyed by gate id, in a fixed number of queries whatever
-    the number of gates (eight; nine when a fairness criterion asks for a minimum per
-    subgroup). The gates are re-read, so stale instances give current answers."""
+    the number of gates (nine, one of them for the open serious incidents that hold a
+    monitoring gate; ten when a fairness criterion asks for a minimum per subgroup). The gates
+    are re-read, so stale instances give current answers."""
     ids = [gate.pk for gate in gates]
     if not ids:
         return {}
@@ -386,6 +402,20 @@ def gate_readiness(gates: Iterable[Gate]) -> dict[int, Readiness]:
             ):
                 group_sizes[(run_id, attribute, value)] = n or 0
 
+    # Open serious incidents hold the monitoring gate: one query, only when one is asked about.
+    serious: dict[int, list[tuple[int, str]]] = {}
+    monitored = {g.project_id for g in fresh if g.phase == Phase.MONITORING}
+    if monitored:
+        for project_id, number, title in (
+            Incident.objects.filter(
+                project__in=monitored,
+                severity__in=SERIOUS_SEVERITIES,
+                status__in=OPEN_INCIDENT_STATUSES,
+            )
+            .order_by("number")
+            .values_list("project_id", "number", "title")
+        ):
+            serious.setdefault(project_id, []).append((number, title))
     answers = {}
     for gate in fresh:
         project = gate.project
@@ -423,6 +453,9 @@ def gate_readiness(gates: Iterable[Gate]) -> dict[int, Readiness]:
             ),
             preparers=preparers.get(gate.pk, set()),
             earlier_not_approved=earlier,
+            open_serious_incidents=serious.get(gate.project_id, [])
+            if gate.phase == Phase.MONITORING
+            else [],
         )
     return answers
 

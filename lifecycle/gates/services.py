@@ -181,9 +181,7 @@ def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
     _require_state(gate, (Gate.State.APPROVED,), "reopened for a periodic review")
     before = snapshot(gate, GATE_FIELDS)
     gate_move(gate, Move.START_CYCLE, by=actor)
-    reopened = gate.items.filter(status=ItemStatus.DONE)
-    reopened_keys = list(reopened.values_list("key", flat=True))
-    reopened.update(status=ItemStatus.IN_PROGRESS, updated_by=actor, updated_at=timezone.now())
+    reopened_keys = _items_back_in_progress(gate, actor)
     event = _record_gate(
         actor,
         Action.GATE_START_REVIEW_CYCLE,
@@ -199,6 +197,69 @@ def gate_start_review_cycle(*, actor: User, gate: Gate) -> Gate:
         all_rounds=True,
     )
     return gate
+
+
+def _items_back_in_progress(gate: Gate, actor: User | None) -> list[str]:
+    reopened = gate.items.filter(status=ItemStatus.DONE)
+    keys = list(reopened.values_list("key", flat=True))
+    reopened.update(status=ItemStatus.IN_PROGRESS, updated_by=actor, updated_at=timezone.now())
+    return keys
+
+
+def gate_monitoring_reopen(*, by: User | None, gate: Gate, cause: str) -> bool:
+    """Put the monitoring gate back in front of its reviewers because monitoring found
+    `cause` (a serious incident, a required criterion failing on a batch). True when that
+    reopened it; False when it is still locked (the project is not deployed yet), or when a
+    monitoring job finds it already reopened in this review and not submitted since (the
+    cause shown is then brought up to date, and nobody is told again).
+
+    An approved gate opens for a new periodic review, its done items back in progress and its
+    signatures superseded; a gate in review starts a new review round (signatures given before
+    the cause no longer count); an open gate shows the cause. The project's leads and the
+    holders of the roles that must sign are told once the change commits. Runs in the caller's
+    transaction (a system job's, or a user's incident report); the caller checked permission
+    for its own action, so this only records the consequence.
+    """
+    with transaction.atomic():
+        gate = lock_gate(gate)
+        if gate.phase != Phase.MONITORING:
+            raise ValueError("only the monitoring gate is reopened by monitoring")
+        if gate.state == Gate.State.LOCKED:
+            return False
+        # A job's cause on a gate it already reopened (each failing batch after a shift) is
+        # news to nobody; a person's report always is.
+        already = (
+            by is None
+            and gate.state in (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED)
+            and bool(gate.reopened_reason)
+        )
+        was_approved = gate.state == Gate.State.APPROVED
+        before = {**snapshot(gate, GATE_FIELDS), "reopened_reason": gate.reopened_reason}
+        gate_move(gate, Move.MONITORING_REOPEN, by=by, note=cause)
+        extra: dict[str, Any] = {"reopened_reason": cause}
+        if was_approved:
+            extra["items_back_in_progress"] = _items_back_in_progress(gate, by)
+        event = record(
+            actor=by,
+            action=Action.GATE_MONITORING_REOPEN,
+            project=gate.project,
+            target=gate,
+            target_text=f"{gate.phase_enum.label} gate",
+            before=before,
+            after={**snapshot(gate, GATE_FIELDS), **extra},
+            reason=cause,
+        )
+        signoffs.supersede(
+            gate,
+            actor=by,
+            event=event,
+            cause=f"monitoring reopened the gate: {cause}",
+            all_rounds=was_approved,
+        )
+        if already:
+            return False
+        notifications.monitoring_gate_reopened(gate, cause, by=by)
+    return True
 
 
 GATE_FIELDS = ("state", "review_round", "cycle")
@@ -545,6 +606,14 @@ def approval_refusals(
             ValidationError(
                 f"The gate cannot be approved while {len(failing)} required evaluation "
                 f"criterion/criteria do not pass: {'; '.join(failing)}."
+            )
+        )
+    incidents = [f"incident {n} ({title})" for n, title in readiness.open_serious_incidents]
+    if incidents:
+        found.append(
+            ValidationError(
+                "The monitoring gate cannot be approved while serious incidents are open: "
+                f"{'; '.join(incidents)}. Resolve or downgrade them first."
             )
         )
     return found

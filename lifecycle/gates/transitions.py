@@ -3,7 +3,8 @@
 `gate_move` is a step of the gate services (submission, signing, signature invalidation,
 periodic reviews), always run inside their transaction after they checked permission and
 conditions; the services write the audit event. It knows which moves exist, which fields each
-one sets, and what follows from it: approving opens the next phase, reopening an approved gate
+one sets, and what follows from it: approving opens the next phase (approving the monitoring
+gate schedules the next periodic review), reopening an approved gate
 locks the next phase again if its work has not been submitted, and any move keeps
 `Project.current_phase` in step.
 """
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from governance.models import Project, User
 from lifecycle.gates.models import Gate, GateState
+from lifecycle.monitoring.models import MonitoringPlan
 from lifecycle.phases import Phase
 
 
@@ -29,6 +31,10 @@ class Move(enum.Enum):
     CONTENT_CHANGED = "content_changed"
     START_CYCLE = "start_cycle"  # approved monitoring gate -> open for its next periodic review
     HOLD = "hold"  # open -> locked: the previous gate was reopened (it opens again on approval)
+    # Monitoring raised a cause (a serious incident, a required criterion failing on a batch):
+    # an approved monitoring gate opens for a new periodic review; one in review starts a new
+    # review round; an open one shows the cause.
+    MONITORING_REOPEN = "monitoring_reopen"
 
 
 _FROM: dict[Move, tuple[str, ...]] = {
@@ -44,6 +50,12 @@ _FROM: dict[Move, tuple[str, ...]] = {
     ),
     Move.START_CYCLE: (GateState.APPROVED,),
     Move.HOLD: (GateState.OPEN,),
+    Move.MONITORING_REOPEN: (
+        GateState.APPROVED,
+        GateState.IN_REVIEW,
+        GateState.OPEN,
+        GateState.CHANGES_REQUESTED,
+    ),
 }
 
 
@@ -104,6 +116,18 @@ def gate_move(
     elif move is Move.HOLD:
         gate.state = GateState.LOCKED
         fields = ["state"]
+    elif move is Move.MONITORING_REOPEN:
+        if gate.phase != Phase.MONITORING:
+            raise IllegalMove("only the monitoring gate is reopened by monitoring")
+        gate.reopened_at, gate.reopened_reason = now, note
+        fields = ["reopened_at", "reopened_reason"]
+        if gate.state == GateState.APPROVED:
+            gate.state, gate.opened_at = GateState.OPEN, now
+            gate.cycle += 1
+            fields += ["state", "opened_at", "cycle"]
+        elif gate.state == GateState.IN_REVIEW:
+            gate.review_round += 1
+            fields.append("review_round")
     else:  # Move.START_CYCLE
         if gate.phase != Phase.MONITORING:
             raise IllegalMove("only the monitoring gate recurs")
@@ -113,10 +137,14 @@ def gate_move(
     gate.save(update_fields=fields)
     if move is Move.APPROVE:
         _open_next_phase(gate, now, by)
+        if gate.phase == Phase.MONITORING:
+            _schedule_next_review(gate, now)
     if move is Move.CONTENT_CHANGED and was_approved:
         _hold_next_phase(gate, by)
     # The project's current phase moves only when a gate becomes or stops being approved.
-    if move in (Move.APPROVE, Move.START_CYCLE) or (move is Move.CONTENT_CHANGED and was_approved):
+    if move in (Move.APPROVE, Move.START_CYCLE) or (
+        move in (Move.CONTENT_CHANGED, Move.MONITORING_REOPEN) and was_approved
+    ):
         refresh_current_phase(gate.project_id)
     return gate
 
@@ -132,6 +160,16 @@ def _open_next_phase(gate: Gate, now: datetime.datetime, by: User | None) -> Non
     )
     if locked is not None:
         gate_move(locked, Move.OPEN, by=by, now=now)
+
+
+def _schedule_next_review(gate: Gate, now: datetime.datetime) -> None:
+    # A periodic review approved: the next is due one review interval from now, and the
+    # review is no longer overdue (docs/monitoring.md).
+    plan = MonitoringPlan.objects.filter(project=gate.project_id).first()
+    if plan is not None:
+        plan.review_due_at = now + datetime.timedelta(days=plan.review_interval_days)
+        plan.review_overdue_since = None
+        plan.save(update_fields=["review_due_at", "review_overdue_since", "updated_at"])
 
 
 def next_phase_to_hold(gate: Gate) -> Gate | None:

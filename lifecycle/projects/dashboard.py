@@ -1,7 +1,8 @@
 """The dashboard's reads, in a fixed number of queries however many projects there are.
 
 Each project row says where it stands (its current gate) and what blocks it, as
-`lifecycle.gates.readiness` answers it for every page. The user's own work is listed first:
+`lifecycle.gates.readiness` answers it for every page, and what monitoring found (open alerts,
+an overdue periodic review: those projects come first). The user's own work is listed first:
 gates waiting for their signature, items assigned to them.
 """
 
@@ -15,22 +16,25 @@ from governance.selectors import projects_for_user
 from lifecycle.checklists.models import SETTLED_STATUSES, ChecklistItem
 from lifecycle.gates.models import Gate, GateState, Signature, SignatureMeaning
 from lifecycle.gates.readiness import gate_readiness
+from lifecycle.monitoring.selectors import MonitoringFlags, monitoring_flags, needs_attention
 
 
 @dataclass
 class ProjectRow:
     """One project on the dashboard: its current gate, what blocks it, who must act next,
-    and why it is back in review when an approval was reopened."""
+    why it is back in review when an approval was reopened, and its monitoring flags."""
 
     project: Project
     gate: Gate | None
     blockers: list[str] = field(default_factory=list)
     next_action: str = ""
     reopened: str = ""
+    monitoring: MonitoringFlags | None = None
 
 
 def filtered_projects(user: User, params: dict[str, Any]) -> QuerySet[Project]:
-    """The projects the user may see, narrowed by the dashboard's search and filters."""
+    """The projects the user may see, narrowed by the dashboard's search and filters; those
+    whose monitoring needs attention first, then by name."""
     projects = projects_for_user(user).select_related("owner")
     if query := params.get("q", "").strip():
         projects = projects.filter(
@@ -43,11 +47,13 @@ def filtered_projects(user: User, params: dict[str, Any]) -> QuerySet[Project]:
             projects = projects.filter(**{field_name: value})
     if state := params.get("state"):
         projects = projects.filter(gates__phase=F("current_phase"), gates__state=state)
-    return projects.order_by("name")
+    return projects.annotate(needs_attention=needs_attention()).order_by("-needs_attention", "name")
 
 
 def project_rows(projects: list[Project]) -> list[ProjectRow]:
-    """Where each project stands and what blocks it (queries independent of their number)."""
+    """Where each project stands, what blocks it and, for those `filtered_projects` put first,
+    what monitoring found (queries independent of their number; none for monitoring when no
+    project on the page needs attention)."""
     gates = {
         gate.project_id: gate
         for gate in Gate.objects.filter(
@@ -55,11 +61,14 @@ def project_rows(projects: list[Project]) -> list[ProjectRow]:
         )
     }
     readiness = gate_readiness(gates.values())
+    # The words behind the flag, for the projects the list put first (none: no query).
+    attention = [p.pk for p in projects if getattr(p, "needs_attention", False)]
+    flags = monitoring_flags(attention) if attention else {}
     rows = []
     for project in projects:
         gate = gates.get(project.pk)
         if gate is None:
-            rows.append(ProjectRow(project, None))
+            rows.append(ProjectRow(project, None, monitoring=flags.get(project.pk)))
             continue
         answer = readiness[gate.pk]
         current = answer.gate
@@ -68,7 +77,16 @@ def project_rows(projects: list[Project]) -> list[ProjectRow]:
             if current.state == GateState.IN_REVIEW and current.reopened_reason
             else ""
         )
-        rows.append(ProjectRow(project, current, answer.blockers, answer.next_action, reopened))
+        rows.append(
+            ProjectRow(
+                project,
+                current,
+                answer.blockers,
+                answer.next_action,
+                reopened,
+                monitoring=flags.get(project.pk),
+            )
+        )
     return rows
 
 

@@ -5,6 +5,7 @@ the suite. Each call runs in a rolled-back savepoint on a project prepared for i
 never show another project's objects.
 """
 
+import datetime
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
@@ -20,8 +22,10 @@ from audits.reports import services as report_services
 from governance.roles import Role
 from lifecycle.checklists import services as checklist_services
 from lifecycle.evaluations import services as evaluation_services
-from lifecycle.evaluations.models import EvaluationRun
+from lifecycle.evaluations.models import EvaluationResult, EvaluationRun
 from lifecycle.gates import services as gate_services
+from lifecycle.gates.models import Gate
+from lifecycle.monitoring import services as monitoring_services
 from tests.api.helpers import client_for
 from tests.factories import PASSWORD, make_team, make_versions, settle
 
@@ -121,6 +125,49 @@ def _succeeded_run_in_review(team):
 
 def _records():
     return SimpleUploadedFile("r.jsonl", b'{"id": "a", "label": 1, "score": 0.9}\n')
+
+
+INCIDENT_MANAGERS = {R.PROJECT_LEAD, R.CLINICAL_SAFETY_OFFICER, R.COMMITTEE_CHAIR}
+
+
+def _monitored(team):
+    """The project as far as monitoring needs it, in a few writes: every gate approved but the
+    monitoring gate (open), the development gate's evidence a succeeded run with a result, and
+    a weekly plan started two weeks ago with its first batch. Returns the plan."""
+    project = team.project
+    Gate.objects.filter(project=project).exclude(phase="monitoring").update(state="approved")
+    Gate.objects.filter(project=project, phase="monitoring").update(state="open")
+    development = project.gates.get(phase="development")
+    make_versions(team, rows=1)
+    run = evaluation_services.evaluation_run_start(
+        actor=team.creator,
+        gate=development,
+        model_version=project.model_versions.get(),
+        dataset_version=project.dataset_versions.get(),
+        upload=_records(),
+        metrics=["auroc"],
+    )
+    EvaluationRun.objects.filter(pk=run.pk).update(status="succeeded", n_records=1)
+    EvaluationResult.objects.create(run=run, metric="auroc", scope="overall", value=0.9, n=1)
+    development.evidence_runs.add(run)
+    plan = monitoring_services.monitoring_plan_save(
+        actor=team[R.COMMITTEE_CHAIR],
+        project=project,
+        baseline_run=run,
+        metrics=["auroc"],
+        cohorts=[],
+        starts_on=timezone.localdate() - datetime.timedelta(days=14),
+    )
+    monitoring_services.monitoring_batch_submit(
+        actor=team.creator, project=project, upload=_records(), period_start=plan.starts_on
+    )
+    return plan
+
+
+def _incident(team):
+    return monitoring_services.incident_report(
+        actor=team.creator, project=team.project, title="Missed flag"
+    )
 
 
 # (schema path, method) -> (roles allowed, how to call it). `None` roles: no project role
@@ -305,6 +352,80 @@ POLICY: dict[tuple[str, str], tuple[set | str | None, Callable]] = {
     ("/api/v1/projects/{slug}/items/{key}/evidence/", "post"): (
         CONTRIBUTORS,
         lambda t: Call(_p(t, f"items/{ITEM}/evidence/"), {"kind": "note", "note": "Reviewed."}),
+    ),
+    ("/api/v1/projects/{slug}/monitoring/", "get"): (
+        EVERYONE,
+        lambda t: (_monitored(t), Call(_p(t, "monitoring/")))[1],
+    ),
+    ("/api/v1/projects/{slug}/monitoring/plan/", "get"): (
+        EVERYONE,
+        lambda t: (_monitored(t), Call(_p(t, "monitoring/plan/")))[1],
+    ),
+    ("/api/v1/projects/{slug}/monitoring/plan/", "put"): (
+        {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+        lambda t: Call(
+            _p(t, "monitoring/plan/"),
+            {
+                "baseline_run": _monitored(t).baseline_run.number,
+                "metrics": ["auroc"],
+                "starts_on": "2026-01-05",
+                "period_days": 14,
+            },
+        ),
+    ),
+    ("/api/v1/projects/{slug}/monitoring/batches/", "get"): (
+        EVERYONE,
+        lambda t: (_monitored(t), Call(_p(t, "monitoring/batches/")))[1],
+    ),
+    ("/api/v1/projects/{slug}/monitoring/batches/", "post"): (
+        {R.PROJECT_LEAD, R.DATA_STEWARD},
+        lambda t: Call(
+            _p(t, "monitoring/batches/"),
+            {
+                "file": _records(),
+                "period_start": (_monitored(t).starts_on + datetime.timedelta(days=7)).isoformat(),
+            },
+            "multipart",
+        ),
+    ),
+    ("/api/v1/projects/{slug}/monitoring/batches/{number}/", "get"): (
+        EVERYONE,
+        lambda t: (_monitored(t), Call(_p(t, "monitoring/batches/1/")))[1],
+    ),
+    ("/api/v1/projects/{slug}/incidents/", "get"): (
+        EVERYONE,
+        lambda t: (_incident(t), Call(_p(t, "incidents/")))[1],
+    ),
+    ("/api/v1/projects/{slug}/incidents/", "post"): (
+        EVERYONE - {R.AUDITOR},
+        lambda t: Call(_p(t, "incidents/"), {"title": "Wrong patient summarised"}),
+    ),
+    ("/api/v1/projects/{slug}/incidents/{number}/", "get"): (
+        EVERYONE,
+        lambda t: Call(_p(t, f"incidents/{_incident(t).number}/")),
+    ),
+    ("/api/v1/projects/{slug}/incidents/{number}/", "patch"): (
+        INCIDENT_MANAGERS,
+        lambda t: Call(_p(t, f"incidents/{_incident(t).number}/"), {"status": "investigating"}),
+    ),
+    ("/api/v1/projects/{slug}/incidents/{number}/notes/", "post"): (
+        EVERYONE - {R.AUDITOR},
+        lambda t: Call(_p(t, f"incidents/{_incident(t).number}/notes/"), {"text": "Seen it."}),
+    ),
+    ("/api/v1/projects/{slug}/feedback/", "get"): (
+        EVERYONE,
+        lambda t: (
+            monitoring_services.feedback_submit(
+                actor=t.creator, project=t.project, source="clinician", category="accuracy"
+            ),
+            Call(_p(t, "feedback/")),
+        )[1],
+    ),
+    ("/api/v1/projects/{slug}/feedback/", "post"): (
+        EVERYONE - {R.AUDITOR},
+        lambda t: Call(
+            _p(t, "feedback/"), {"source": "patient", "category": "usability", "rating": 4}
+        ),
     ),
     ("/api/v1/projects/{slug}/memberships/", "get"): (
         EVERYONE,

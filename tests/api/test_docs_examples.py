@@ -24,8 +24,9 @@ DOC = Path(settings.BASE_DIR) / "docs" / "api.md"
 
 
 def examples(language: str) -> list[str]:
-    """The fenced blocks of docs/api.md in `language` (```bash and ```python run here;
-    ```sh blocks are the placeholders a reader fills in)."""
+    """The fenced blocks of docs/api.md in `language` (```bash and ```python run here: the
+    pipeline's walkthrough and the monitoring example; ```sh blocks are the placeholders a
+    reader fills in)."""
     return re.findall(rf"^```{language}\n(.*?)^```$", DOC.read_text(), re.MULTILINE | re.DOTALL)
 
 
@@ -53,7 +54,7 @@ def test_the_curl_and_python_examples_upload_poll_and_read_the_verdict(
     live_server, live_db, evaluation_jobs, tmp_path
 ):
     _require_tools("bash", "curl", "jq", "sha256sum")
-    [walkthrough], [example] = examples("bash"), examples("python")
+    [walkthrough, _], [example] = examples("bash"), examples("python")
     team = make_team()
     pass_gate(team, Phase.PLANNING)
     pass_gate(team, Phase.DATA)
@@ -112,7 +113,7 @@ def test_the_curl_walkthrough_leaves_the_demo_project_it_names_as_it_was(
     from lifecycle.gates.readiness import readiness_of
 
     load_demo()
-    [walkthrough] = examples("bash")
+    [walkthrough, _] = examples("bash")
     project = "ed-triage-assistant"
     gate = Gate.objects.get(project__slug=project, phase=Phase.DEVELOPMENT)
     before = readiness_of(gate)
@@ -154,3 +155,58 @@ def test_the_curl_walkthrough_leaves_the_demo_project_it_names_as_it_was(
         .exclude(pk__in=[s.pk for s, _ in before.invalidated])
         .exists()
     )
+
+
+def test_the_monitoring_example_runs_against_the_demo(
+    live_server, live_db, evaluation_jobs, tmp_path
+):
+    """The Monitoring section's example as printed, against the demo of `make run`: the
+    project lead's and the clinical safety officer's tokens, records written by
+    `demo_records` as the placeholder block says."""
+    _require_tools("bash", "curl", "jq")
+    from django.core.management import call_command
+
+    from demo.health_system import load_demo
+    from governance.models import User
+    from lifecycle.monitoring.models import Feedback, Incident, MonitoringBatch, MonitoringPlan
+
+    load_demo()
+    [_, monitoring] = examples("bash")
+    project = "sepsis-risk-summariser"
+    lead, safety = User.objects.get(username="lead"), User.objects.get(username="safety")
+    _, token = api_token_create(actor=lead, name="monitoring feed")
+    _, committee_token = api_token_create(actor=safety, name="committee")
+    records = tmp_path / "week.jsonl"
+    call_command("demo_records", str(records), "--records", "400")
+    batches_before = MonitoringBatch.objects.filter(project__slug=project).count()
+    env = {
+        **{k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+        "BASE_URL": live_server.url,
+        "TOKEN": token,
+        "COMMITTEE_TOKEN": committee_token,
+        "PROJECT": project,
+        "BATCH_RECORDS": str(records),
+    }
+    result = subprocess.run(
+        ["bash", "-c", monitoring],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "status: analysed" in result.stdout, result.stdout
+    assert '"updated_by": "safety"' in result.stdout
+
+    plan = MonitoringPlan.objects.get(project__slug=project)
+    assert (plan.psi_alert, plan.updated_by) == (0.2, safety)
+    batch = MonitoringBatch.objects.filter(project__slug=project).latest("number")
+    assert batch.number == batches_before + 1
+    assert (batch.status, batch.submitted_by) == ("analysed", lead)
+    assert f'"number": {batch.number}' in result.stdout
+    incident = Incident.objects.filter(project__slug=project).latest("number")
+    assert incident.title == "Summary cites a lactate from the previous admission"
+    assert (incident.status, incident.owner) == ("investigating", safety)
+    assert [e.kind for e in incident.events.order_by("at", "id")] == ["opened", "changed", "note"]
+    assert Feedback.objects.filter(project__slug=project, record_reference="ward 3 / night round")

@@ -27,6 +27,7 @@ from lifecycle.evaluations import services as evaluation_services
 from lifecycle.evaluations.models import EvaluationRun
 from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, SignOffPolicy
+from lifecycle.monitoring import services as monitoring_services
 from lifecycle.phases import Phase
 from tests.factories import (
     PASSWORD,
@@ -86,6 +87,18 @@ SERVICE_ACTIONS = {
     "model_facts_update": Action.MODEL_FACTS_UPDATE,
     "report_request": Action.REPORT_REQUEST,
     "report_download": Action.REPORT_DOWNLOAD,
+    "monitoring_plan_save": Action.MONITORING_PLAN_SAVE,
+    # A batch registers its records as a dataset version and starts their evaluation (each
+    # audited by its own service), then records the batch.
+    "monitoring_batch_submit": (
+        Action.DATASET_VERSION_CREATE,
+        Action.EVALUATION_START,
+        Action.MONITORING_BATCH_SUBMIT,
+    ),
+    "incident_report": Action.INCIDENT_OPEN,
+    "incident_update": Action.INCIDENT_UPDATE,
+    "incident_note_add": Action.INCIDENT_NOTE,
+    "feedback_submit": Action.FEEDBACK_RECEIVE,
 }
 
 
@@ -128,9 +141,13 @@ def test_each_project_service_writes_one_event(service):
     kwargs = matrix._arguments(service, team, Role.PRIVACY_OFFICER, allowed[0])
     mark = last_id()
     _function(service)(actor=actor, **kwargs)
-    event = one_new_event(mark)
-    assert_complete(event, action=SERVICE_ACTIONS[service], actor=actor)
-    assert event.chain.project == team.project
+    expected = SERVICE_ACTIONS[service]
+    expected = list(expected) if isinstance(expected, tuple) else [expected]
+    events = list(AuditEvent.objects.filter(id__gt=mark).order_by("id"))
+    assert [e.action for e in events] == expected
+    for event, action in zip(events, expected, strict=True):
+        assert_complete(event, action=action, actor=actor)
+        assert event.chain.project == team.project
     assert verify().ok
 
 
@@ -235,6 +252,7 @@ READ_ONLY = {
     "api-docs",
     "project-detail",
     "signoff-policies",
+    "monitoring",
     "healthz",
     "admin:index",
     "admin:app_list",
@@ -959,7 +977,72 @@ def case_totp_remove_with_a_recovery_code(w):
     return w.lead, "post", _url("account"), data, "user.otp_device_delete"
 
 
+def case_monitoring_plan_page(w):
+    plan = matrix._deployed(w.team)
+    data = {
+        "baseline_run": plan.baseline_run.pk,
+        "metrics": ["auroc"],
+        "starts_on": plan.starts_on.isoformat(),
+        "period_days": "7",
+        "review_interval_days": "30",
+        "resamples": "200",
+        "cusum_k": "0.5",
+        "cusum_h": "5",
+        "psi_alert": "0.25",
+    }
+    url = _url("monitoring-plan", w.project.slug)
+    return w.chair, "post", url, data, "monitoring_plan.save"
+
+
+def case_monitoring_batch_upload_page(w):
+    plan = matrix._deployed(w.team)
+    data = {
+        "file": SimpleUploadedFile("week.jsonl", matrix.BASELINE),
+        "period_start": plan.starts_on.isoformat(),
+        "model_version": "",
+    }
+    url = _url("monitoring-batch-upload", w.project.slug)
+    actions = ("dataset_version.create", "evaluation_run.start", "monitoring_batch.submit")
+    return w.lead, "post", url, data, actions
+
+
+def case_incident_report_page(w):
+    data = {"title": "A summary named the wrong patient", "description": "", "severity": "low"}
+    return w.lead, "post", _url("incident-report", w.project.slug), data, "incident.open"
+
+
+def _an_incident(w):
+    return monitoring_services.incident_report(
+        actor=w.lead, project=w.project, title="A summary named the wrong patient"
+    )
+
+
+def case_incident_update_page(w):
+    incident = _an_incident(w)
+    data = {
+        "action": "update",
+        "status": "investigating",
+        "severity": "moderate",
+        "owner": "",
+        "resolution": "",
+        "note": "Looking into it.",
+    }
+    url = _url("incident", w.project.slug, incident.number)
+    return w.chair, "post", url, data, "incident.update"
+
+
+def case_incident_note_page(w):
+    incident = _an_incident(w)
+    data = {"action": "note", "text": "The ward confirmed it."}
+    url = _url("incident", w.project.slug, incident.number)
+    return w.chair, "post", url, data, "incident.note"
+
+
 MUTATING = {
+    "monitoring-plan": [case_monitoring_plan_page],
+    "monitoring-batch-upload": [case_monitoring_batch_upload_page],
+    "incident-report": [case_incident_report_page],
+    "incident": [case_incident_update_page, case_incident_note_page],
     "login": [case_login, case_login_failed],
     "logout": [case_logout],
     "admin:login": [case_admin_login],
@@ -1194,6 +1277,16 @@ API_ACTIONS = {
     ("/api/v1/projects/{slug}/memberships/{id}/", "delete"): "membership.remove",
     ("/api/v1/projects/{slug}/model-facts/", "patch"): "model_facts.update",
     ("/api/v1/projects/{slug}/reports/", "post"): "report.request",
+    ("/api/v1/projects/{slug}/monitoring/plan/", "put"): "monitoring_plan.save",
+    ("/api/v1/projects/{slug}/monitoring/batches/", "post"): (
+        "dataset_version.create",
+        "evaluation_run.start",
+        "monitoring_batch.submit",
+    ),
+    ("/api/v1/projects/{slug}/incidents/", "post"): "incident.open",
+    ("/api/v1/projects/{slug}/incidents/{number}/", "patch"): "incident.update",
+    ("/api/v1/projects/{slug}/incidents/{number}/notes/", "post"): "incident.note",
+    ("/api/v1/projects/{slug}/feedback/", "post"): "feedback.receive",
     **API_READS_THAT_MATTER,
 }
 
@@ -1227,9 +1320,13 @@ def test_each_mutating_api_call_writes_one_complete_event(path, method):
         HTTP_X_REQUEST_ID="ci-run-7",
     )
     assert response.status_code in {200, 201, 202, 204}, getattr(response, "data", None)
-    event = one_new_event(mark)
-    assert event.action == API_ACTIONS[(path, method)]
-    assert event.actor_user == team[role] and event.actor_type == "token"
-    assert event.actor_token_id is not None
-    assert (event.request_id, event.user_agent) == ("ci-run-7", "pipeline/2.0")
+    # One event, or for a batch the events of the services it is made of (a tuple).
+    expected = API_ACTIONS[(path, method)]
+    actions = list(expected) if isinstance(expected, tuple) else [expected]
+    events = list(AuditEvent.objects.filter(id__gt=mark).order_by("id"))
+    assert [e.action for e in events] == actions
+    for event in events:
+        assert event.actor_user == team[role] and event.actor_type == "token"
+        assert event.actor_token_id is not None
+        assert (event.request_id, event.user_agent) == ("ci-run-7", "pipeline/2.0")
     assert verify().ok

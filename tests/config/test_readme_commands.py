@@ -19,7 +19,7 @@ from config.devenv import write_dev_env
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 # Blocks whose commands are self-contained (the others start servers or need a token).
-SECTIONS = ("## Evaluations", "## Audit trail", "## Compliance reports")
+SECTIONS = ("## Evaluations", "## Monitoring", "## Audit trail", "## Compliance reports")
 # docs/reports.md: every sh block, run by a shell (its examples redirect output to a file).
 REPORTS_DOC = (ROOT / "docs" / "reports.md").read_text()
 

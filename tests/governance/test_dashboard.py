@@ -64,6 +64,48 @@ def test_search_and_filters_narrow_the_project_list(client):
     assert "No project matches." in page
 
 
+def test_projects_whose_monitoring_needs_attention_come_first_with_the_flag_in_words(client):
+    """Alerts raised on a deployed project and a periodic review gone overdue on another put
+    both above a quiet project that sorts first by name, each saying why in words."""
+    import datetime
+
+    from django.utils import timezone
+
+    from governance.services import membership_add
+    from lifecycle.monitoring.models import MonitoringPlan
+    from tests.monitoring import classifier_records, deploy, send_batch
+
+    quiet = make_team(name="Admissions letter drafter")
+    alerting = make_team(name="Sepsis risk summariser")
+    overdue = make_team(name="Radiology report helper")
+    plan = deploy(alerting)
+    for week in range(3):
+        records = classifier_records(seed=50 + week, n=200, weak_group="65+", weakness=1.4)
+        send_batch(alerting, plan, week, records)
+    open_alerts = alerting.project.incidents.filter(source="alert", status="open").count()
+    assert open_alerts >= 2
+    deploy(overdue)
+    since = timezone.now() - datetime.timedelta(days=3)
+    MonitoringPlan.objects.filter(project=overdue.project).update(review_due_at=since)
+    viewer = quiet.creator
+    for team in (alerting, overdue):
+        membership_add(actor=team.creator, project=team.project, user=viewer, role=Role.AUDITOR)
+
+    client.force_login(viewer)
+    page = client.get("/").content.decode()
+    # Needing attention first, then by name: "Radiology…", "Sepsis…", then "Admissions…".
+    order = [page.index(t.project.name) for t in (overdue, alerting, quiet)]
+    assert order == sorted(order)
+    rows = {
+        t.project.name: page[page.index(t.project.name) :].split("</tr>", 1)[0]
+        for t in (alerting, overdue, quiet)
+    }
+    assert f"⚠ {open_alerts} open alerts" in rows[alerting.project.name]
+    assert f"⚠ Periodic review overdue since {since:%Y-%m-%d}" in rows[overdue.project.name]
+    assert "open alert" not in rows[overdue.project.name]
+    assert "⚠" not in rows[quiet.project.name]
+
+
 def test_a_new_token_is_shown_once_and_can_be_revoked(client, team):
     client.force_login(team.creator)
     response = client.post(

@@ -6,9 +6,15 @@ raise PermissionDenied and change nothing. A mutating service missing from POLIC
 suite, so new services must declare who may call them.
 """
 
+import datetime
+import hashlib
+import json
+
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from audits.context import system_context
 from audits.models import AuditEvent, Report
@@ -20,6 +26,14 @@ from lifecycle.checklists.models import ChecklistItem, Comment, Evidence
 from lifecycle.evaluations.models import DatasetVersion, EvaluationRun, ModelVersion
 from lifecycle.gates import services as gate_services
 from lifecycle.gates.models import Gate, GateCriterion, Signature
+from lifecycle.monitoring import services as monitoring_services
+from lifecycle.monitoring.models import (
+    Feedback,
+    Incident,
+    IncidentEvent,
+    MonitoringBatch,
+    MonitoringPlan,
+)
 from lifecycle.phases import Phase
 from lifecycle.projects.models import ModelFacts
 from tests.factories import PASSWORD, UserFactory, approve, make_team, make_versions
@@ -65,6 +79,12 @@ POLICY: dict[str, set] = {
     "model_facts_update": {R.PROJECT_LEAD},
     "report_request": {R.COMPLIANCE_OFFICER, R.COMMITTEE_CHAIR, R.AUDITOR},
     "report_download": {R.COMPLIANCE_OFFICER, R.COMMITTEE_CHAIR, R.AUDITOR},
+    "monitoring_plan_save": {R.COMMITTEE_CHAIR, R.CLINICAL_SAFETY_OFFICER},
+    "monitoring_batch_submit": {R.PROJECT_LEAD, R.DATA_STEWARD},
+    "incident_report": set(Role) - {R.AUDITOR},
+    "incident_update": {R.PROJECT_LEAD, R.CLINICAL_SAFETY_OFFICER, R.COMMITTEE_CHAIR},
+    "incident_note_add": set(Role) - {R.AUDITOR},
+    "feedback_submit": set(Role) - {R.AUDITOR},
 }
 # Services guarded by a global (not per-project) permission; tested in their own modules.
 GLOBAL_SERVICES = {
@@ -106,6 +126,55 @@ def _in_review(team) -> Gate:
 
 def _item(team, owner_role) -> ChecklistItem:
     return team.project.checklist_items.filter(phase=Phase.PLANNING, owner_role=owner_role).first()
+
+
+BASELINE = b"".join(
+    json.dumps(
+        {
+            "id": f"r{i}",
+            "label": i % 2,
+            "score": 0.2 + 0.6 * (i % 2),
+            "groups": {"sex": "FM"[i % 2]},
+        }
+    ).encode()
+    + b"\n"
+    for i in range(40)
+)
+
+
+def _deployed(team) -> MonitoringPlan:
+    """A deployed project (every gate before monitoring approved) whose development evidence
+    run is the baseline of a weekly plan: built directly, the matrix tests permission only."""
+    project = team.project
+    model, dataset = make_versions(team, purpose="validation", rows=40)
+    development = _gate(team, Phase.DEVELOPMENT)
+    run = EvaluationRun.objects.create(
+        project=project,
+        number=1,
+        gate=development,
+        model_version=model,
+        dataset_version=dataset,
+        file=ContentFile(BASELINE, name="baseline.jsonl"),
+        original_name="baseline.jsonl",
+        size=len(BASELINE),
+        sha256=hashlib.sha256(BASELINE).hexdigest(),
+        status="succeeded",
+        n_records=40,
+        requested_by=team.creator,
+    )
+    run.results.create(metric="auroc", scope="overall", value=1.0, ci_low=1.0, ci_high=1.0, n=40)
+    project.gates.exclude(phase=Phase.MONITORING).update(state=Gate.State.APPROVED)
+    project.gates.filter(phase=Phase.MONITORING).update(state=Gate.State.OPEN)
+    development.evidence_runs.add(run)
+    today = timezone.localdate()
+    return MonitoringPlan.objects.create(
+        project=project,
+        baseline_run=run,
+        metrics=["auroc"],
+        starts_on=today - datetime.timedelta(days=14),
+        created_by=team.creator,
+        updated_by=team.creator,
+    )
 
 
 def _approved_monitoring(team) -> Gate:
@@ -223,6 +292,34 @@ def _arguments(service: str, team, owner_role, actor_role=None) -> dict:
             )
             report_services.report_generate(report.pk)
         return {"report": Report.objects.get(pk=report.pk)}
+    if service == "monitoring_plan_save":
+        plan = _deployed(team)
+        return {
+            "project": project,
+            "baseline_run": plan.baseline_run,
+            "metrics": ["auroc"],
+            "cohorts": [],
+            "starts_on": plan.starts_on,
+            "review_interval_days": 30,
+        }
+    if service == "monitoring_batch_submit":
+        plan = _deployed(team)
+        return {
+            "project": project,
+            "upload": SimpleUploadedFile("week.jsonl", BASELINE),
+            "period_start": plan.starts_on,
+        }
+    if service == "incident_report":
+        return {"project": project, "title": "Wrong dose in a summary", "severity": "moderate"}
+    if service in {"incident_update", "incident_note_add"}:
+        incident = monitoring_services.incident_report(
+            actor=team.creator, project=project, title="Wrong dose in a summary"
+        )
+        if service == "incident_update":
+            return {"incident": incident, "status": "investigating"}
+        return {"incident": incident, "text": "The pharmacist confirmed it."}
+    if service == "feedback_submit":
+        return {"project": project, "source": "clinician", "category": "usability", "rating": 4}
     raise AssertionError(f"no arguments declared for {service}")
 
 
@@ -244,6 +341,11 @@ def _snapshot(project: Project) -> tuple:
         sorted(GateCriterion.objects.values_list("id", "threshold")),
         Report.objects.count(),
         list(ModelFacts.objects.order_by("pk").values_list("project", "facts")),
+        list(MonitoringPlan.objects.order_by("pk").values_list("review_interval_days")),
+        MonitoringBatch.objects.count(),
+        sorted(Incident.objects.values_list("id", "status", "severity")),
+        IncidentEvent.objects.count(),
+        Feedback.objects.count(),
     )
 
 

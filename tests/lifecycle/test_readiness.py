@@ -103,4 +103,4 @@ def test_readiness_of_many_gates_costs_a_fixed_number_of_queries(demo):
     with CaptureQueriesContext(connection) as all_projects:
         gate_readiness(every)
     assert len(every) == 25
-    assert len(all_projects) == len(one_project) <= 8
+    assert len(all_projects) == len(one_project) <= 9

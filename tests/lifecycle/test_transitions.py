@@ -22,6 +22,12 @@ ALLOWED = {
     },
     Move.START_CYCLE: {GateState.APPROVED},
     Move.HOLD: {GateState.OPEN},
+    Move.MONITORING_REOPEN: {
+        GateState.APPROVED,
+        GateState.IN_REVIEW,
+        GateState.CHANGES_REQUESTED,
+        GateState.OPEN,
+    },
 }
 
 
@@ -110,3 +116,21 @@ def test_only_the_monitoring_gate_recurs():
     gate_move(monitoring, Move.START_CYCLE)
     monitoring.refresh_from_db()
     assert (monitoring.state, monitoring.cycle) == ("open", 2)
+
+
+@pytest.mark.parametrize(
+    ("state", "after", "cycle", "review_round"),
+    [
+        (GateState.APPROVED, GateState.OPEN, 2, 0),
+        (GateState.IN_REVIEW, GateState.IN_REVIEW, 1, 1),
+        (GateState.OPEN, GateState.OPEN, 1, 0),
+    ],
+)
+def test_monitoring_reopens_the_monitoring_gate_with_its_cause(state, after, cycle, review_round):
+    team = make_team()
+    gate = gate_move(gate_in(team, state), Move.MONITORING_REOPEN, note="batch 9 fails auroc")
+    gate.refresh_from_db()
+    assert (gate.state, gate.cycle, gate.review_round) == (after, cycle, review_round)
+    assert gate.reopened_reason == "batch 9 fails auroc" and gate.reopened_at is not None
+    with pytest.raises(IllegalMove):
+        gate_move(gate_in(team, GateState.OPEN, Phase.PLANNING), Move.MONITORING_REOPEN)

@@ -54,6 +54,16 @@ def _error(status_code: int, code: str, message: str, **extra: Any) -> dict:
     return {"error": {"status": status_code, "code": code, "message": message, **extra}}
 
 
+def _messages(detail: Any, where: str = "") -> list[str]:
+    """DRF's error detail for one field as plain sentences: a list item's or a nested key's
+    errors say where (`[1]: Not a valid string.`), never Python's repr of them."""
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in _messages(value, f"{where}[{key}]")]
+    if isinstance(detail, list):
+        return [m for item in detail for m in _messages(item, where)]
+    return [f"{where}: {detail}" if where else str(detail)]
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """One error body everywhere: {"error": {"status", "code", "message", "fields"?, ...}}.
 
@@ -89,9 +99,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return None
     detail = response.data
     if isinstance(exc, exceptions.ValidationError) and isinstance(detail, dict):
-        fields = {
-            k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()
-        }
+        fields = {k: _messages(v) for k, v in detail.items()}
         message = "; ".join(f"{k}: {m}" for k, ms in fields.items() for m in ms)
         response.data = _error(response.status_code, "invalid", message, fields=fields)
     else:

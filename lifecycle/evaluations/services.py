@@ -628,6 +628,10 @@ def evaluation_run_fail(*, run_id: int, token: uuid.UUID | None, message: str) -
         target=run,
         after={"error": message},
     )
+    if run.gate.phase == Phase.MONITORING:
+        # A monitoring batch's run: the batch job marks the batch failed once this commits.
+        job = current_app.signature(ANALYSE_MONITORING_BATCH_TASK, args=(run.pk,))
+        transaction.on_commit(job.delay)
     return True
 
 

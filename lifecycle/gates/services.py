@@ -226,13 +226,32 @@ def gate_monitoring_reopen(*, by: User | None, gate: Gate, cause: str) -> bool:
             raise ValueError("only the monitoring gate is reopened by monitoring")
         if gate.state == Gate.State.LOCKED:
             return False
-        # A job's cause on a gate it already reopened (each failing batch after a shift) is
-        # news to nobody; a person's report always is.
-        already = (
-            by is None
-            and gate.state in (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED)
-            and bool(gate.reopened_reason)
+        # A job's cause on a gate it already reopened in this review (each failing batch of a
+        # persisting shift) is news to nobody, and must not restart a review under way; a
+        # person's report always counts.
+        reopened_this_review = bool(gate.reopened_reason) and (
+            gate.state in (Gate.State.OPEN, Gate.State.CHANGES_REQUESTED)
+            or (
+                gate.state == Gate.State.IN_REVIEW
+                and gate.reopened_at is not None
+                and (gate.submitted_at is None or gate.reopened_at > gate.submitted_at)
+            )
         )
+        if by is None and reopened_this_review:
+            before = {"reopened_reason": gate.reopened_reason}
+            gate.reopened_reason = cause
+            gate.save(update_fields=["reopened_reason"])
+            record(
+                actor=None,
+                action=Action.GATE_MONITORING_REOPEN,
+                project=gate.project,
+                target=gate,
+                target_text=f"{gate.phase_enum.label} gate",
+                before=before,
+                after={**snapshot(gate, GATE_FIELDS), "reopened_reason": cause},
+                reason=cause,
+            )
+            return False
         was_approved = gate.state == Gate.State.APPROVED
         before = {**snapshot(gate, GATE_FIELDS), "reopened_reason": gate.reopened_reason}
         gate_move(gate, Move.MONITORING_REOPEN, by=by, note=cause)
@@ -256,8 +275,6 @@ def gate_monitoring_reopen(*, by: User | None, gate: Gate, cause: str) -> bool:
             cause=f"monitoring reopened the gate: {cause}",
             all_rounds=was_approved,
         )
-        if already:
-            return False
         notifications.monitoring_gate_reopened(gate, cause, by=by)
     return True
 

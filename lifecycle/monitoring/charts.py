@@ -45,14 +45,21 @@ HEADERS = [
 ]
 
 
+# Beyond this magnitude a value cannot size an axis (its arithmetic overflows); such values
+# stay in the data table.
+AXIS_LIMIT = 1e12
+
+
 def _finite(values: Iterable[float | None]) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
+    return [v for v in values if v is not None and math.isfinite(v) and abs(v) <= AXIS_LIMIT]
 
 
 def _value(value: float | None) -> str:
     """A metric value, with decimals that suit its size (0.812, 34.567, 1234.5 ms)."""
     if value is None or not math.isfinite(value):
         return "—"
+    if abs(value) >= 1e7:
+        return f"{value:.4g}"
     return _fmt(value, 3 if abs(value) < 100 else 1)
 
 
@@ -395,8 +402,8 @@ def trend_chart(trend: Trend, slug: str) -> Chart:
             "—" if p.observation.n is None else str(p.observation.n),
             _value(p.lower),
             _value(p.upper),
-            _fmt(p.cusum_high, 2),
-            _fmt(p.cusum_low, 2),
+            _value(p.cusum_high) if p.cusum_high >= 1e7 else _fmt(p.cusum_high, 2),
+            _value(p.cusum_low) if p.cusum_low >= 1e7 else _fmt(p.cusum_low, 2),
             _point_note(p),
         ]
         for p in points

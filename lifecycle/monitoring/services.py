@@ -35,7 +35,7 @@ from lifecycle.evaluations.models import (
     RunStatus,
 )
 from lifecycle.gates.criteria import FAIL
-from lifecycle.gates.models import Gate
+from lifecycle.gates.models import Gate, GateCriterion
 from lifecycle.gates.readiness import run_verdicts
 from lifecycle.gates.services import gate_monitoring_reopen
 from lifecycle.metrics import METRICS
@@ -162,6 +162,18 @@ def monitoring_plan_save(
                 f"{', '.join(sorted(measured_cohorts)) or 'none'})."
             }
         )
+    today = timezone.localdate()
+    earliest, latest = (
+        today - datetime.timedelta(days=3 * 366),
+        today + datetime.timedelta(days=366),
+    )
+    if not earliest <= starts_on <= latest:
+        raise ValidationError(
+            {
+                "starts_on": f"Start monitoring between {earliest:%Y-%m-%d} and "
+                f"{latest:%Y-%m-%d} (three years back, one ahead)."
+            }
+        )
     plan = MonitoringPlan.objects.select_for_update().filter(project=project).first()
     before = snapshot(plan, PLAN_FIELDS) if plan is not None else {}
     if plan is None:
@@ -172,7 +184,12 @@ def monitoring_plan_save(
     plan.resamples, plan.cusum_k, plan.cusum_h = resamples, cusum_k, cusum_h
     plan.psi_alert, plan.updated_by = psi_alert, actor
     plan.full_clean(exclude=["project", "created_by", "updated_by"])
-    plan.review_due_at = review_due(plan, monitoring_gate(project))
+    gate = monitoring_gate(project)
+    if gate.decided_at is None:
+        # No review decided yet: the first is due one interval after monitoring starts, as
+        # the plan now says (a stored date would be the old plan's).
+        plan.review_due_at = None
+    plan.review_due_at = review_due(plan, gate)
     plan.save()
     old, new = changed(before, snapshot(plan, PLAN_FIELDS))
     record(
@@ -200,6 +217,13 @@ class BatchUpload:
     period_end: datetime.date
     evaluation: evaluation_services.EvaluationUpload
     n_records: int
+
+
+def batch_metrics(plan: MonitoringPlan, gate: Gate) -> list[str]:
+    """What a batch's run computes: the plan's metrics, and those the monitoring gate's
+    criteria judge (a criterion on a metric nobody computes would never fail)."""
+    judged = GateCriterion.objects.filter(gate=gate).values_list("metric", flat=True)
+    return list(dict.fromkeys([*plan.metrics, *(m for m in judged if m in METRICS)]))
 
 
 def dataset_label(period_start: datetime.date) -> str:
@@ -279,7 +303,8 @@ def monitoring_batch_check(
         upload, "file", settings.EVALUATION_MAX_BYTES, "EVALUATION_MAX_BYTES"
     )
     task = project.task_category
-    records = evaluation_services.read_records(upload, name, task, plan.metrics)
+    metrics = batch_metrics(plan, gate)
+    records = evaluation_services.read_records(upload, name, task, metrics)
     dataset_version = DatasetVersion(
         project=project,
         label=dataset_label(period_start),
@@ -294,11 +319,11 @@ def monitoring_batch_check(
         dataset_version=dataset_version,
         upload=upload,
         task=task,
-        metrics=plan.metrics,
+        metrics=metrics,
         resamples=plan.resamples,
         check_records=False,
     )
-    warnings = evaluation_services.fit_warnings(gate, records, task, plan.metrics)
+    warnings = evaluation_services.fit_warnings(gate, records, task, metrics)
     evaluation = replace(evaluation, n_records=records.n, warnings=tuple(warnings))
     return BatchUpload(
         plan=plan,
@@ -728,16 +753,31 @@ def monitoring_batch_release(*, run_id: int, token: uuid.UUID) -> bool:
     )
 
 
+def monitoring_batch_fail_evaluated(*, run_id: int) -> bool:
+    """Mark failed the batch whose evaluation run `run_id` failed (False when it did not, or
+    the batch is settled already)."""
+    error = (
+        EvaluationRun.objects.filter(pk=run_id, status=RunStatus.FAILED)
+        .values_list("error_message", flat=True)
+        .first()
+    )
+    if error is None:
+        return False
+    return monitoring_batch_fail(run_id=run_id, token=None, message=f"Evaluation failed: {error}")
+
+
 def monitoring_batches_settle(*, stale_before: datetime.datetime) -> dict[str, list[int]]:
     """What the scheduled sweep does for batches: fail those whose evaluation failed, and
     queue the analysis of those whose run succeeded but whose analysis never came (a lost
     message) or went silent. Returns the run ids of each."""
-    failed = []
-    for run_id, error in MonitoringBatch.objects.filter(
-        status__in=(BatchStatus.EVALUATING, BatchStatus.ANALYSING), run__status=RunStatus.FAILED
-    ).values_list("run_id", "run__error_message"):
-        if monitoring_batch_fail(run_id=run_id, token=None, message=f"Evaluation failed: {error}"):
-            failed.append(run_id)
+    failed = [
+        run_id
+        for run_id in MonitoringBatch.objects.filter(
+            status__in=(BatchStatus.EVALUATING, BatchStatus.ANALYSING),
+            run__status=RunStatus.FAILED,
+        ).values_list("run_id", flat=True)
+        if monitoring_batch_fail_evaluated(run_id=run_id)
+    ]
     waiting = list(
         MonitoringBatch.objects.filter(
             Q(status=BatchStatus.EVALUATING, run__status=RunStatus.SUCCEEDED)
@@ -900,6 +940,7 @@ def incident_update(
     _refuse_nul(note=note, resolution=resolution or "")
     before = snapshot(incident, INCIDENT_FIELDS)
     was_serious = incident.is_serious
+    was_pressing = was_serious and incident.is_open
     if status is not None:
         incident.status = _choice("status", status, IncidentStatus)
     if severity is not None:
@@ -942,11 +983,13 @@ def incident_update(
         after={field: pair[1] for field, pair in changes.items()} or None,
         reason=note,
     )
-    if incident.is_serious and not was_serious and incident.is_open:
+    # Serious and open now, and it was not: raised to serious, or a serious one reopened.
+    if incident.is_serious and incident.is_open and not was_pressing:
+        what = "raised to" if incident.is_serious and not was_serious else "reopened as"
         _reopen_gate(
             project,
             actor,
-            f"incident {incident.number} raised to {incident.get_severity_display().lower()}: "
+            f"incident {incident.number} {what} {incident.get_severity_display().lower()}: "
             f"{incident.title}",
             [incident],
         )

@@ -50,6 +50,8 @@ def analyse_monitoring_batch(self: Task[[int], str], run_id: int) -> str:
     with system_context(f"celery:{services.ANALYSE_BATCH_TASK}"):
         token = services.monitoring_batch_claim(run_id=run_id, stale_before=_stale_before())
         if token is None:
+            if services.monitoring_batch_fail_evaluated(run_id=run_id):
+                return "failed: its evaluation failed"
             return "skipped: not evaluated yet, analysed, or claimed by another job"
         batch = MonitoringBatch.objects.select_related("run").get(run_id=run_id)
         baseline = (

@@ -8,6 +8,7 @@ with its page again (400) at the form's own URL, which the page puts back in the
 (`canonical_url`, docs/ui.md).
 """
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -90,7 +91,7 @@ def _trend_charts(project: Project, trends: list[Trend]) -> list[Chart]:
         trends,
         key=lambda t: (not t.latest_signals, not any(p.signals for p in t.points)),
     )
-    return [trend_chart(t, f"monitoring-{project.slug}-{'-'.join(t.key)}") for t in ordered]
+    return [trend_chart(t, "monitoring-" + json.dumps([project.slug, *t.key])) for t in ordered]
 
 
 # --- The monitoring page -----------------------------------------------------------------------

@@ -137,6 +137,8 @@ def test_the_plan_is_404_until_saved_then_put_creates_and_replaces_it(team, depl
         ({"cusum_h": "Infinity"}, "cusum_h", ""),
         ({"starts_on": "next monday"}, "starts_on", ""),
         ({"metrics": ["x" * 61]}, "metrics", ""),
+        ({"metrics": [1, {"a": 2}]}, "metrics", "[1]: Not a valid string."),
+        ({"starts_on": "9999-12-01"}, "starts_on", "three years back, one ahead"),
     ],
 )
 def test_a_refused_plan_names_its_field(team, deployed, change, field, words):
@@ -152,6 +154,7 @@ def test_a_refused_plan_names_its_field(team, deployed, change, field, words):
     assert response.status_code == 400, response.json()
     messages = response.json()["error"]["fields"][field]
     assert words in " ".join(str(m) for m in messages)
+    assert "ErrorDetail" not in response.json()["error"]["message"]
 
 
 def test_a_run_that_is_not_approved_evidence_cannot_be_the_baseline(team, deployed):

@@ -205,3 +205,11 @@ def test_a_trend_without_batches_says_so():
     assert "No monitoring batches yet" in texts(parse(chart))
     assert chart.rows == []
     assert chart.description.endswith("No monitoring batches yet.")
+
+
+def test_values_too_large_to_draw_stay_in_the_table_and_the_chart_still_renders():
+    # The record contract accepts any finite latency; one absurd batch must not break the page.
+    trend = make_trend([120.0, 1.7e308, 125.0], baseline=118.0, se=2.0, metric="latency_p95_ms")
+    chart = trend_chart(trend, "huge")
+    parse(chart)
+    assert chart.rows[1][2] == "1.7e+308" and chart.rows[1][-1] == "CUSUM up"

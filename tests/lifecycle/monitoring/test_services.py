@@ -449,3 +449,116 @@ def test_an_open_serious_incident_holds_the_monitoring_gate_until_it_is_resolved
     )
     approve(team, monitoring_gate(team))
     assert monitoring_gate(team).state == Gate.State.APPROVED
+
+
+# --- Found in review ---
+
+
+def test_the_plan_starts_within_three_years_back_and_one_ahead(team, plan):
+    for starts_on in (datetime.date(9999, 12, 1), datetime.date(1, 1, 1)):
+        with pytest.raises(ValidationError) as refused:
+            services.monitoring_plan_save(
+                actor=team[Role.COMMITTEE_CHAIR],
+                project=team.project,
+                baseline_run=plan.baseline_run,
+                metrics=["auroc"],
+                cohorts=[],
+                starts_on=starts_on,
+            )
+        assert "three years back, one ahead" in str(refused.value.message_dict["starts_on"])
+
+
+def test_before_the_first_review_the_due_date_follows_the_plan(team, plan):
+    chair = team[Role.COMMITTEE_CHAIR]
+    saved = services.monitoring_plan_save(
+        actor=chair,
+        project=team.project,
+        baseline_run=plan.baseline_run,
+        metrics=plan.metrics,
+        cohorts=plan.cohorts,
+        starts_on=plan.starts_on,
+        review_interval_days=30,
+    )
+    start = datetime.datetime.combine(plan.starts_on, datetime.time.min, tzinfo=datetime.UTC)
+    assert saved.review_due_at == start + datetime.timedelta(days=30)
+    assert monitoring_flags([team.project.pk])[team.project.pk].review_overdue
+
+
+def test_a_resolved_serious_incident_reopened_reopens_the_approved_gate(team, plan):
+    batch = send_batch(team, plan, 0, records(0))
+    officer = team[Role.CLINICAL_SAFETY_OFFICER]
+    incident = services.incident_report(
+        actor=team[Role.CLINICAL_LEAD], project=team.project, title="Wrong ward", severity="serious"
+    )
+    services.incident_update(
+        actor=officer, incident=incident, status="resolved", resolution="Ward mapping fixed."
+    )
+    approve_monitoring(team, batch)
+    services.incident_update(actor=officer, incident=incident, status="open", note="It recurred.")
+    gate = monitoring_gate(team)
+    assert gate.state == Gate.State.OPEN
+    assert f"incident {incident.number} reopened as serious" in gate.reopened_reason
+
+
+def test_a_persisting_shift_does_not_restart_a_review_under_way(
+    team, plan, settings, django_capture_on_commit_callbacks, in_process_tasks
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    quiet = send_batch(team, plan, 0, records(0))
+    settle(team, Phase.MONITORING)
+    gate_services.gate_submit(
+        actor=team.creator, gate=monitoring_gate(team), evidence_runs=[quiet.run]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        for week in (1, 2, 3):
+            send_batch(team, plan, week, records(week, n=400, **SHIFTED))
+    gate = monitoring_gate(team)
+    assert gate.state == Gate.State.IN_REVIEW and gate.review_round == 2  # one new round only
+    assert "batch 4" in gate.reopened_reason  # the cause is the latest batch's
+    subjects = [m.subject for m in mail.outbox if "Monitoring reopened" in m.subject]
+    assert len({m.to[0] for m in mail.outbox if "Monitoring reopened" in m.subject}) == len(
+        subjects
+    )  # each person told once
+    assert len(actions(team.project, Action.GATE_MONITORING_REOPEN)) == 3
+
+
+def test_a_batch_whose_evaluation_fails_is_failed_without_waiting_for_the_sweep(
+    team, plan, in_process_tasks, django_capture_on_commit_callbacks, monkeypatch
+):
+    from lifecycle.evaluations import tasks as evaluation_tasks
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the engine crashed")
+
+    monkeypatch.setattr(evaluation_tasks, "evaluate", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = services.monitoring_batch_submit(
+            actor=team[Role.DATA_STEWARD],
+            project=team.project,
+            upload=ContentFile(records(0), name="week.jsonl"),
+            period_start=plan.starts_on,
+        )
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FAILED
+    assert "the engine crashed" in batch.error_message
+
+
+def test_a_batch_computes_what_the_monitoring_criteria_judge(team):
+    plan = deploy(
+        team,
+        criteria=[
+            {"metric": "precision", "scope": "overall", "comparator": ">=", "threshold": 0.1}
+        ],
+    )
+    services.monitoring_plan_save(
+        actor=team[Role.COMMITTEE_CHAIR],
+        project=team.project,
+        baseline_run=plan.baseline_run,
+        metrics=["auroc"],
+        cohorts=[],
+        starts_on=plan.starts_on,
+    )
+    batch = send_batch(team, plan, 0, records(0))
+    assert batch.run.metrics == ["auroc", "precision"]
+    [verdict] = readiness_of(monitoring_gate(team)).verdicts
+    assert verdict.status == "pass"

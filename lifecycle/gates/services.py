@@ -206,12 +206,15 @@ def _items_back_in_progress(gate: Gate, actor: User | None) -> list[str]:
     return keys
 
 
+LATEST_CAUSE = " — still found: "
+
+
 def gate_monitoring_reopen(*, by: User | None, gate: Gate, cause: str) -> bool:
     """Put the monitoring gate back in front of its reviewers because monitoring found
     `cause` (a serious incident, a required criterion failing on a batch). True when that
     reopened it; False when it is still locked (the project is not deployed yet), or when a
     monitoring job finds it already reopened in this review and not submitted since (the
-    cause shown is then brought up to date, and nobody is told again).
+    cause shown then keeps the first cause and adds the latest, and nobody is told again).
 
     An approved gate opens for a new periodic review, its done items back in progress and its
     signatures superseded; a gate in review starts a new review round (signatures given before
@@ -238,8 +241,10 @@ def gate_monitoring_reopen(*, by: User | None, gate: Gate, cause: str) -> bool:
             )
         )
         if by is None and reopened_this_review:
-            before = {"reopened_reason": gate.reopened_reason}
-            gate.reopened_reason = cause
+            before = {**snapshot(gate, GATE_FIELDS), "reopened_reason": gate.reopened_reason}
+            # The cause that reopened it stays first; the latest finding follows it.
+            first = gate.reopened_reason.split(LATEST_CAUSE, 1)[0]
+            gate.reopened_reason = first + LATEST_CAUSE + cause
             gate.save(update_fields=["reopened_reason"])
             record(
                 actor=None,

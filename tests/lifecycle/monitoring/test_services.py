@@ -422,7 +422,9 @@ def test_the_evaluation_job_queues_the_analysis_of_a_batch(
     assert json.dumps(batch.drift, allow_nan=False)
 
 
-def test_an_open_serious_incident_holds_the_monitoring_gate_until_it_is_resolved(team, plan):
+def test_an_open_serious_incident_holds_the_monitoring_gate_until_it_is_resolved(
+    team, plan, client
+):
     batch = send_batch(team, plan, 0, records(0))
     incident = services.incident_report(
         actor=team[Role.CLINICAL_LEAD],
@@ -438,6 +440,10 @@ def test_an_open_serious_incident_holds_the_monitoring_gate_until_it_is_resolved
     assert not readiness.can_be_approved
     assert f"serious incident {incident.number} open: {incident.title}" in readiness.blockers
     assert "1 serious incident(s) open" in readiness.next_action
+    client.force_login(team[Role.COMMITTEE_CHAIR])
+    page = client.get(f"/projects/{team.project.slug}/phases/monitoring/").content.decode()
+    link = f'href="/projects/{team.project.slug}/incidents/{incident.number}/"'
+    assert f"{link}>serious incident {incident.number}</a> resolved" in page
     with pytest.raises(ValidationError) as refused:
         approve(team, monitoring_gate(team))
     assert "cannot be approved while serious incidents are open" in str(refused.value)

@@ -234,12 +234,13 @@ class Verifier:
         return None
 
 
-def _parse(line: str, number: int, source: str) -> Checkpoint:
+def parse(line: str, number: int, source: str) -> Checkpoint:
+    """One checkpoint line, not yet checked (`Verifier.problem`); raises if it is none."""
     try:
         data = json.loads(line)
         signature = data.pop("signature")
         checkpoint = Checkpoint(**data, signature=signature, line=number)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise CheckpointError(f"{source}: line {number} is not a checkpoint") from None
     if not (
         isinstance(checkpoint.chain, str)
@@ -265,7 +266,7 @@ def read_lines(lines: Iterable[str], source: str, verifier: Verifier) -> list[Ch
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        checkpoint = _parse(line, number, source)
+        checkpoint = parse(line, number, source)
         reason = verifier.problem(checkpoint)
         if reason:
             raise CheckpointError(f"{source}: line {number} {reason}")

@@ -30,11 +30,21 @@ from audits.checkpoint_format import (
     derive_private_key,
     load_private_key,
     load_public_keys,
+    parse,
     read_lines,
     sign,
 )
 
-__all__ = ["Checkpoint", "CheckpointError", "append", "by_chain", "locked", "path_for", "read"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "append",
+    "by_chain",
+    "latest",
+    "locked",
+    "path_for",
+    "read",
+]
 
 SUFFIX = ".checkpoints.jsonl"
 
@@ -179,6 +189,46 @@ def for_chain(chain: str) -> list[Checkpoint]:
                 f"{path}: line {checkpoint.line} is a checkpoint of another chain"
             )
     return checkpoints
+
+
+def latest(chain: str) -> Checkpoint | None:
+    """The last checkpoint of one chain, its signature checked; None when it has none.
+
+    Reads only the end of the chain's file, so its cost does not grow with the file: the
+    page that shows it is viewed far more often than checkpoints are written. The lines
+    before it are checked by every full verification (`by_chain`, `for_chain`).
+    """
+    path = path_for(chain)
+    if not path.is_file():
+        return None
+    tail = b""
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        block = 4096
+        while True:
+            start = max(0, size - block)
+            handle.seek(start)
+            tail = handle.read(size - start)
+            lines = tail.splitlines()
+            # Unless the read began at the start of the file, its first line may be cut.
+            whole = lines if start == 0 else lines[1:]
+            whole = [line for line in whole if line.strip()]
+            if whole or start == 0:
+                break
+            block *= 4
+    if not whole:
+        return None
+    source = f"{path} (last line)"
+    try:
+        checkpoint = parse(whole[-1].decode("utf-8"), 0, source)
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{source} is not a checkpoint") from None
+    reason = verifier().problem(checkpoint)
+    if reason:
+        raise CheckpointError(f"{source} {reason}")
+    if checkpoint.chain != chain:
+        raise CheckpointError(f"{source} is a checkpoint of another chain ({checkpoint.chain})")
+    return checkpoint
 
 
 def now_iso() -> str:

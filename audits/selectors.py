@@ -4,7 +4,8 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from audits.models import AuditEvent
+from audits.chain import GLOBAL_CHAIN
+from audits.models import AuditChain, AuditEvent
 from governance.models import Project, User
 from governance.permissions import has_project_perm
 
@@ -25,12 +26,15 @@ def audit_timeline(
     Empty for anyone without the project's view_audit permission. `project=None` is the global
     chain (logins, templates, user accounts): for holders of `audits.view_auditevent` only.
     """
+    # The chain's id as a scalar subquery: the events are then read through the
+    # (chain, sequence) index, newest first, instead of joining every event to its chain.
     if project is None:
         allowed = user.is_active and user.has_perm("audits.view_auditevent")
-        events = AuditEvent.objects.filter(chain__key="global")
+        chain = AuditChain.objects.filter(key=GLOBAL_CHAIN)
     else:
         allowed = has_project_perm(user, "view_audit", project)
-        events = AuditEvent.objects.filter(chain__project=project)
+        chain = AuditChain.objects.filter(project=project)
+    events = AuditEvent.objects.filter(chain_id=chain.values("pk")[:1])
     if not allowed:
         return AuditEvent.objects.none()
     if actor is not None:

@@ -33,7 +33,7 @@ from audits.checkpoint_format import (
 
 # audits.models.Action.AUDIT_CHECKPOINT, spelled out: this module must not import Django.
 CHECKPOINT_ACTION = "audit.checkpoint"
-_MARK = f'"action":"{CHECKPOINT_ACTION}"'
+_MARK = f'"action":"{CHECKPOINT_ACTION}"'.encode()
 
 
 @dataclass
@@ -57,7 +57,7 @@ def recorded_in(path: Path) -> list[tuple[str, int, Checkpoint]]:
     then proves these very lines genuine.
     """
     found = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if _MARK not in line:
                 continue
@@ -89,7 +89,7 @@ def verify_file(
         remember = remembered(c for _, _, c in recorded)
         for lines in files.values():
             remember |= remembered(lines)
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             header, result = hashchain.verify_export(handle, remember=remember)
     except OSError as exc:
         return outcome.fail(f"Cannot read {exc.filename}: {exc.strerror}", 2)

@@ -97,11 +97,18 @@ TEMPLATES = [
 # Database: DATABASE_URL (postgres://user:pass@host:5432/name) or the embedded SQLite file.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# PostgreSQL: each process keeps its connection for the next request (60 s by default) instead
+# of opening one per request, which cost more than a simple page (docs/performance.md). A kept
+# connection is checked before it is reused, so a restarted database server costs one quick
+# check, not a failed request. 0 opens one per request; SQLite files open cheaply: 0.
+_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0 if _SQLITE else 60, minimum=0)
+DATABASES["default"]["CONN_MAX_AGE"] = _CONN_MAX_AGE
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _CONN_MAX_AGE > 0
+if _SQLITE:
     # WAL and a busy timeout let the dev server and an in-process task share the file.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,

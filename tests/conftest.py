@@ -2,6 +2,7 @@ import os
 import shutil
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 from tests.factories import Team, make_team
@@ -42,6 +43,13 @@ def _media_root(settings, tmp_path):
     settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
     yield
     shutil.rmtree(tmp_path / "media", ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache: the audit timeline remembers the chain heads it
+    verified, and ids are reused once a test's rows roll back."""
+    cache.clear()
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ the content is also recomputed from the live events up to that head and compared
 
 from typing import Any
 
-from audits import chain as hashchain
 from audits.models import AuditChain, Report, ReportKind
 from audits.reports import seal_format
 from audits.reports.audit_report import audit_content
 from audits.reports.common import canonical_json
-from audits.verification import iter_rows
+from audits.verification import walk_chain
 
 
 def live_problems(seal: dict[str, Any], data: bytes) -> list[str]:
@@ -39,7 +38,7 @@ def live_problems(seal: dict[str, Any], data: bytes) -> list[str]:
     if chain is None:
         return [f"the audit chain {sealed_chain.get('key')} no longer exists"]
     if length:
-        walked = hashchain.walk(chain.key, iter_rows(chain), remember=[length])
+        walked = walk_chain(chain, remember=[length])
         if walked.problem is not None and (
             walked.problem.sequence is None or walked.problem.sequence <= length
         ):

@@ -4,18 +4,30 @@ Resample b draws n record indices with replacement from its own generator,
 `numpy.random.Generator(PCG64(SeedSequence(seed, spawn_key=(b,))))`, so a resample does not
 depend on how resamples are chunked or which metrics were requested. Every metric turns its
 records into per-record sufficient statistics once ("columns"); a chunk of resamples becomes a
-matrix of counts (how often each record was drawn), and one matrix product gives every metric's
-totals for every resample in the chunk. Metrics that are not sums of per-record terms (AUROC,
-C-index, percentiles) compute their replicates from the same counts.
+matrix of counts (how often each record was drawn), and products of those counts with the
+columns give every metric's totals for every resample in the chunk. Metrics that are not sums
+of per-record terms (AUROC, C-index, percentiles) compute their replicates from the same
+counts.
 
 Between-group differences (largest minus smallest rate) are biased upwards and not smooth
 where groups tie, so their percentile interval can lie wholly above the estimate and never
 covers a difference of zero. Their statistics also give per-resample "components" (the
 pairwise group differences) and `pairwise_interval` builds the interval from those instead.
+
+Scale (1,000,000 records): every column is stored over its own records only (a subgroup's
+columns over the subgroup, a fairness difference's per-group counts over the group), never
+padded to all records, and a column split by a key (ECE's residuals by score bin) is one value
+a record plus the key. Integer columns are summed exactly (float32 products whose partial sums
+are integers below 2**24), so their totals equal those of the full-width product bit for bit;
+real-valued columns are summed per resample by numpy reductions over fixed panels of records,
+so they do not depend on chunking or threading (the full-width BLAS product did, in the last
+bit). Chunks are sized by memory (`chunk_resamples`): the count matrix and the working arrays
+of the chunks in flight fit `CHUNK_BYTES`, whatever the number of records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +46,15 @@ RESAMPLING = (
     "subgroups and fairness use the same resamples restricted to their records; consistency "
     "resamples prompt_ids with spawn_key=(1, b)"
 )
-CHUNK_ELEMENTS = 1 << 22  # resamples x records per chunk: bounds memory at any file size
+# Working memory of the chunks of resamples in flight, all threads together: the (resamples,
+# records) count matrix plus what the statistics need beside it (`Statistic.chunk_bytes`).
+CHUNK_BYTES = 256 << 20
+# Enough resamples a chunk to amortise reading the stored columns once per chunk; few enough
+# that progress is reported often and two threads share the work.
+MAX_CHUNK_RESAMPLES = 64
+# Records per panel: columns are summed panel by panel, so the float copies of the counts stay
+# small (64 resamples x 8,192 records x 8 bytes = 4 MB) at any file size.
+PANEL_RECORDS = 1 << 13
 PARALLEL_ELEMENTS = 1 << 24  # below this much work one thread is as fast
 _EXACT_FLOAT32 = float(1 << 24)
 
@@ -58,8 +78,8 @@ def resample_counts(seed: int, n: int, start: int, stop: int) -> np.ndarray:
     """
     counts = np.empty((stop - start, n), dtype=np.uint8)
     for row, b in enumerate(range(start, stop)):
-        drawn = np.bincount(resample_indices(seed, n, b), minlength=n)
-        counts[row] = drawn
+        # int64 draws: bincount converts any other index type first, at three times the cost
+        counts[row] = np.bincount(resample_indices(seed, n, b), minlength=n)
         if n > 255 and int(counts[row].sum(dtype=np.int64)) != n:  # pragma: no cover
             raise OverflowError("a record was drawn more than 255 times in one resample")
     return counts
@@ -121,7 +141,11 @@ class Statistic:
     resample.
 
     Additive statistics give `columns` (per-record values over the unit's records, in unit
-    order) and `combine` (totals -> value, vectorised over resamples). Others implement
+    order) and `combine` (totals -> value, vectorised over resamples). A column that is zero
+    outside part of the unit (a fairness difference's per-group counts) may hold only that
+    part's values and name the part in `column_units`; one summed per key (ECE's residuals per
+    score bin) names its keys in `column_segments`. Columns with equal values over the same
+    records are stored and summed once, whichever statistics declare them. Others implement
     `replicates(counts)` on the counts over all records, or `own_replicates` when they
     resample something other than records. Additive statistics whose interval is not the
     percentile one (`interval_method`) also give `components(totals)`: `run` keeps their
@@ -133,13 +157,23 @@ class Statistic:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    # Statistics of one unit that declare the same column names with the same values (the
-    # binary confusion counts) may share them; all other columns are private.
-    share_columns: bool = False
+    # Column name -> the records its values are over, when not the statistic's unit. Units with
+    # the same key must have the same records (the subgroup `group:sex=F` is one set of records
+    # whichever statistic names it), so their columns are stored and summed together.
+    column_units: dict[str, Unit] = field(default_factory=dict)
+    # Column name -> (segment of each of its records, number of segments): the column is summed
+    # per segment into totals named f"{name}{segment}" (ECE's residuals per score bin), one
+    # value a record instead of one column per segment that is zero outside it.
+    column_segments: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
     component_estimates: np.ndarray | None = None
     component_replicates: np.ndarray | None = None
 
     interval_method = CI_METHOD
+
+    def chunk_bytes(self) -> int:
+        """Bytes per resample that `replicates(counts)` allocates beside the counts (the chunk
+        plan): by default a float64 copy of the counts over its records, and as much again."""
+        return 16 * self.n
 
     def combine(self, totals: Mapping[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -172,12 +206,26 @@ class Additive(Statistic):
         n: int,
         reason_if_undefined: str,
         value: float | None = None,
-        share_columns: bool = False,
+        column_units: dict[str, Unit] | None = None,
+        column_segments: dict[str, tuple[np.ndarray, int]] | None = None,
     ):
-        super().__init__(value=None, n=n, columns=columns, share_columns=share_columns)
+        super().__init__(
+            value=None,
+            n=n,
+            columns=columns,
+            column_units=column_units or {},
+            column_segments=column_segments or {},
+        )
         self.formula = formula
         if value is None:
-            totals = {name: np.array([np.sum(column)]) for name, column in columns.items()}
+            totals = {
+                name: np.array([np.sum(column)])
+                for name, column in columns.items()
+                if name not in self.column_segments
+            }
+            for name, (segment, size) in self.column_segments.items():
+                sums = np.bincount(segment, weights=columns[name], minlength=size)
+                totals.update({f"{name}{k}": sums[k : k + 1] for k in range(size)})
             with np.errstate(divide="ignore", invalid="ignore"):
                 value = float(formula(totals)[0])
         if value is None or not np.isfinite(value):
@@ -223,54 +271,189 @@ class Unit:
         return int(self.indices.size)
 
 
-@dataclass
-class _Store:
-    matrix: np.ndarray
-    names: dict[tuple[object, ...], int]
+def chunk_resamples(
+    bytes_per_resample: int, resamples: int, *, workers: int = 1, budget: int | None = None
+) -> int:
+    """Resamples per chunk: as many as fit the budget (default `CHUNK_BYTES`) shared by the
+    `workers` chunks in flight, at most `MAX_CHUNK_RESAMPLES`, at least one.
+
+    `bytes_per_resample` is what one resample of a chunk holds: its row of counts (a byte per
+    record) and the largest working set beside it (`_Resampler.bytes_per_resample`). The plan
+    depends on memory, not on a fixed number of elements, so a million records still gets
+    chunks large enough to amortise reading the stored columns.
+    """
+    budget = CHUNK_BYTES if budget is None else budget
+    fits = budget // max(1, workers) // max(1, bytes_per_resample)
+    return int(max(1, min(resamples, MAX_CHUNK_RESAMPLES, fits)))
 
 
-def _column_stores(
-    n: int, placed: Sequence[tuple[Unit, Statistic]]
-) -> tuple[_Store, _Store, dict[int, dict[str, tuple[str, int]]]]:
-    """Scatter every additive statistic's columns into two (column, record) matrices: float32
-    for integer columns whose sums stay exact, float64 for the rest. Columns are private to
-    their statistic unless it shares them (by name, within its unit)."""
-    sources: dict[tuple[object, ...], tuple[Unit, np.ndarray, bool]] = {}
-    where: dict[int, dict[str, tuple[object, ...]]] = {}
-    for unit, stat in placed:
-        mapping = where[id(stat)] = {}
-        for name, values in stat.columns.items():
-            key = (unit.key, name) if stat.share_columns else (unit.key, id(stat), name)
-            mapping[name] = key
-            if key in sources:
+class _Block:
+    """The additive columns over one set of records (a unit or part of one), stored over those
+    records only, and their totals on a chunk of resamples.
+
+    Records are read panel by panel, each panel once per chunk. Integer columns (exact in
+    float32 at this file size: every partial sum is an integer below 2**24) are summed by one
+    float32 product for the chunk. Real columns are summed per resample by numpy's reductions
+    (a pairwise sum per row and panel), so a resample's totals do not depend on which other
+    resamples share its chunk or thread. Within a panel, records are ordered by the segment of
+    the first segmented column, so its segments are contiguous and summed the same way.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        indices: np.ndarray,
+        integer: list[np.ndarray],
+        real: list[np.ndarray],
+        segmented: list[tuple[np.ndarray, np.ndarray, int]],
+    ):
+        m = int(indices.size)
+        self.size = m
+        self.panels = [(a, min(m, a + PANEL_RECORDS)) for a in range(0, m, PANEL_RECORDS)]
+        order = None
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # per panel: (run starts, segments)
+        if segmented:
+            segment = np.asarray(segmented[0][1], dtype=np.intp)
+            order = np.empty(m, dtype=np.intp)
+            for a, b in self.panels:
+                local = np.argsort(segment[a:b], kind="stable")
+                order[a:b] = a + local
+                ordered = segment[a:b][local]
+                starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+                self.runs.append((starts, ordered[starts]))
+
+        def arranged(values: np.ndarray, dtype: type) -> np.ndarray:
+            values = np.asarray(values, dtype=dtype)
+            return values if order is None else values[order]
+
+        # An all-records block in file order reads the counts without a copy.
+        if order is None and m == n:
+            self.positions = None
+        else:
+            self.positions = arranged(indices, np.intp)
+        self.integer = np.stack([arranged(c, np.float32) for c in integer]) if integer else None
+        self.real = np.stack([arranged(c, np.float64) for c in real]) if real else None
+        self.segmented = [
+            (arranged(values, np.float64), arranged(segment, np.intp), size)
+            for values, segment, size in segmented
+        ]
+        self.integer_count, self.real_count = len(integer), len(real)
+        self.segment_count = sum(size for *_, size in segmented)
+
+    def totals(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per resample: (integer totals, real totals, segment totals of the segmented columns
+        one after another)."""
+        rows = counts.shape[0]
+        integer = np.zeros((rows, self.integer_count))
+        real = np.zeros((rows, self.real_count))
+        segments = np.zeros((rows, self.segment_count))
+        for index, (a, b) in enumerate(self.panels):
+            if self.positions is None:
+                panel = counts[:, a:b]
+            else:
+                panel = np.take(counts, self.positions[a:b], axis=1)
+            if self.integer is not None:
+                integer += panel.astype(np.float32) @ self.integer[:, a:b].T
+            if self.real is None and not self.segmented:
                 continue
-            values = np.asarray(values, dtype=np.float64)
-            if values.shape != (unit.size,):
-                raise ValueError(f"column {name!r} must have one value per record of the unit")
-            exact = values.size == 0 or bool(
-                np.all(values == np.round(values)) and np.abs(values).max() * n < _EXACT_FLOAT32
-            )
-            sources[key] = (unit, values, exact)
-    stores = {}
-    for kind, dtype in (("int", np.float32), ("real", np.float64)):
-        keys = [key for key, (_, _, exact) in sources.items() if exact == (kind == "int")]
-        # (columns, records) in C order: counts @ matrix.T is the fastest layout for this
-        # short-and-very-wide product.
-        matrix = np.zeros((len(keys), n), dtype=dtype)
-        for row, key in enumerate(keys):
-            unit, values, _ = sources[key]
-            matrix[row, unit.indices] = values
-        stores[kind] = _Store(matrix=matrix, names={key: row for row, key in enumerate(keys)})
-    located = {
-        stat_id: {
-            name: ("int", stores["int"].names[key])
-            if key in stores["int"].names
-            else ("real", stores["real"].names[key])
-            for name, key in mapping.items()
+            weights = panel.astype(np.float64)
+            product = np.empty_like(weights)
+            if self.real is not None:
+                for column, values in enumerate(self.real):
+                    # a contiguous reduction per row: the same pairwise sum whatever the rows
+                    np.multiply(weights, values[a:b], out=product)
+                    real[:, column] += product.sum(axis=1)
+            offset = 0
+            for number, (values, segment, size) in enumerate(self.segmented):
+                np.multiply(weights, values[a:b], out=product)
+                if number == 0:  # contiguous runs of one segment: a pairwise sum per run
+                    starts, which = self.runs[index]
+                    segments[:, offset + which] += np.add.reduceat(product, starts, axis=1)
+                else:  # one bincount for the panel's rows, each row's records in order
+                    where = (segment[a:b] + (size * np.arange(rows))[:, None]).ravel()
+                    sums = np.bincount(where, weights=product.ravel(), minlength=rows * size)
+                    segments[:, offset : offset + size] += sums.reshape(rows, size)
+                offset += size
+        return integer, real, segments
+
+
+class _Store:
+    """Every additive statistic's columns, in blocks by the records they are over, with equal
+    columns over the same records stored once."""
+
+    def __init__(self, n: int, placed: Sequence[tuple[Unit, Statistic]]):
+        self.n = n
+        pending: dict[str, _Pending] = {}
+        located: dict[int, dict[str, tuple[str, str, int]]] = {}
+        for unit, stat in placed:
+            mapping = located[id(stat)] = {}
+            for name, column in stat.columns.items():
+                part = stat.column_units.get(name, unit)
+                values = np.asarray(column)
+                if values.shape != (part.size,):
+                    raise ValueError(f"column {name!r} must have one value per record of its unit")
+                block = pending.get(part.key)
+                if block is None:
+                    block = pending[part.key] = _Pending(part.indices)
+                elif block.indices is not part.indices and not np.array_equal(
+                    block.indices, part.indices
+                ):
+                    raise ValueError(f"unit {part.key!r} is named with two sets of records")
+                if name in stat.column_segments:
+                    segment, size = stat.column_segments[name]
+                    start = block.segment_start
+                    block.segmented.append((values, segment, size))
+                    block.segment_start += size
+                    for k in range(size):
+                        mapping[f"{name}{k}"] = (part.key, "segment", start + k)
+                else:
+                    mapping[name] = (part.key, *block.add(values, n))
+        self.blocks = {
+            key: _Block(n, block.indices, block.integer, block.real, block.segmented)
+            for key, block in pending.items()
         }
-        for stat_id, mapping in where.items()
-    }
-    return stores["int"], stores["real"], located
+        self.located = located
+        self.largest = max((block.size for block in self.blocks.values()), default=0)
+
+    def totals(self, counts: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {key: block.totals(counts) for key, block in self.blocks.items()}
+
+    def columns(
+        self, stat: Statistic, totals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """The statistic's column totals per resample, by its column names."""
+        kinds = {"int": 0, "real": 1, "segment": 2}
+        return {
+            name: totals[key][kinds[kind]][:, position]
+            for name, (key, kind, position) in self.located[id(stat)].items()
+        }
+
+
+class _Pending:
+    """A block's columns while the store is being built: equal columns are kept once."""
+
+    def __init__(self, indices: np.ndarray):
+        self.indices = indices
+        self.integer: list[np.ndarray] = []
+        self.real: list[np.ndarray] = []
+        self.segmented: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self.segment_start = 0
+        self.seen: dict[tuple[str, bytes], int] = {}
+
+    def add(self, values: np.ndarray, n: int) -> tuple[str, int]:
+        """Store a plain column (or find its equal): (kind, position)."""
+        as_float = np.ascontiguousarray(values, dtype=np.float64)
+        exact = values.size == 0 or bool(
+            np.all(as_float == np.round(as_float)) and np.abs(as_float).max() * n < _EXACT_FLOAT32
+        )
+        kind, target = ("int", self.integer) if exact else ("real", self.real)
+        digest = (kind, hashlib.blake2b(as_float.data.cast("B")).digest())
+        position = self.seen.get(digest)
+        if position is None or not np.array_equal(target[position], as_float):
+            # integers keep their own (often one-byte) type until the block stores them
+            target.append(values if exact and values.dtype.kind in "biu" else as_float)
+            position = self.seen[digest] = len(target) - 1
+        return kind, position
 
 
 def run(
@@ -298,10 +481,10 @@ def run(
             shape = (resamples, stat.component_estimates.size)
             stat.component_replicates = np.full(shape, np.nan)
     resampler = _Resampler(n, seed, active, results)
-    chunk = max(1, min(resamples, CHUNK_ELEMENTS // max(n, 1)))
-    starts = list(range(0, resamples, chunk))
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if n * resamples >= PARALLEL_ELEMENTS else 1
+    chunk = chunk_resamples(resampler.bytes_per_resample(), resamples, workers=workers)
+    starts = list(range(0, resamples, chunk))
     own_share = 0.1 if resampler.own else 0.0
     with threadpool_limits(limits=1, user_api="blas"):
         # Single-threaded BLAS: these products are small, and a multi-threaded BLAS on a busy
@@ -366,26 +549,29 @@ class _Resampler:
         self.weighted = [s for _, s in active if not s.columns and not s.own_resampling]
         self.own = [s for _, s in active if s.own_resampling]
         self.shared = bool(self.additive or self.weighted)
-        self.integer, self.real, self.where = _column_stores(n, self.additive)
+        self.store = _Store(n, self.additive)
+
+    def bytes_per_resample(self) -> int:
+        """A resample's share of a chunk: its row of counts, the bincount it is made from, and
+        the largest working set beside them (a panel of the stored columns' float copies, or
+        a weighted statistic's arrays)."""
+        # a panel's uint8 gather, float32 and float64 copies and a float64 product
+        panel = 21 * min(PANEL_RECORDS, self.store.largest)
+        weighted = max((stat.chunk_bytes() for stat in self.weighted), default=0)
+        return self.n + max(panel, weighted)
 
     def chunk(self, start: int, stop: int) -> int:
         counts = resample_counts(self.seed, self.n, start, stop)
         if self.additive:
-            weights = counts.astype(np.float32)
-            totals_int = (weights @ self.integer.matrix.T).astype(np.float64)
-            totals_real = (
-                weights.astype(np.float64) @ self.real.matrix.T
-                if self.real.matrix.shape[0]
-                else totals_int
-            )
-            del weights
+            totals = self.store.totals(counts)
             for _, stat in self.additive:
-                totals = {
-                    name: (totals_int if store == "int" else totals_real)[:, col]
-                    for name, (store, col) in self.where[id(stat)].items()
-                }
+                columns = self.store.columns(stat, totals)
                 _fill(
-                    self.results[id(stat)], stat, start, stop, lambda s=stat, t=totals: s.combine(t)
+                    self.results[id(stat)],
+                    stat,
+                    start,
+                    stop,
+                    lambda s=stat, t=columns: s.combine(t),
                 )
                 if stat.component_replicates is not None:
                     _fill(
@@ -393,7 +579,7 @@ class _Resampler:
                         stat,
                         start,
                         stop,
-                        lambda s=stat, t=totals: s.components(t),
+                        lambda s=stat, t=columns: s.components(t),
                     )
         for stat in self.weighted:
             _fill(

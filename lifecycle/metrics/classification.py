@@ -16,6 +16,7 @@ import numpy as np
 
 from .bootstrap import Additive, Statistic, Unit, undefined
 from .context import Builder, Context, MatrixValue, Result
+from .records import IntColumn, float_values
 
 ECE_BINS = 10
 
@@ -41,6 +42,8 @@ def classes(ctx: Context) -> Classes:
     def compute() -> Classes:
         label = ctx.dataset.column("label")
         prediction = ctx.dataset.column("prediction")
+        if isinstance(label, IntColumn) and isinstance(prediction, IntColumn):
+            return _integer_classes(label, prediction)
         values = {v for v in label if v is not None} | {v for v in prediction if v is not None}
         lists = any(isinstance(v, tuple) for v in values)
         labels = sorted(values, key=lambda v: (str(type(v)), v)) if not lists else []
@@ -55,34 +58,56 @@ def classes(ctx: Context) -> Classes:
     return ctx.once("classes", compute)
 
 
+def _integer_classes(label: IntColumn, prediction: IntColumn) -> Classes:
+    """`classes` at array speed for integer labels and predictions (the sorted integers are
+    the classes; the same codes as the general path)."""
+    y_values, y_present = label.integers()
+    p_values, p_present = prediction.integers()
+    label_values = np.unique(y_values[y_present])
+    values = np.union1d(label_values, p_values[p_present])
+    labels = [int(v) for v in values]
+
+    def codes(ints: np.ndarray, present: np.ndarray) -> np.ndarray:
+        return np.where(present, np.searchsorted(values, ints), -1).astype(np.int64)
+
+    y01 = bool(label_values.size) and bool(np.isin(label_values, (0, 1)).all())
+    binary = bool(values.size) and bool(np.isin(values, (0, 1)).all())
+    return Classes(
+        labels=labels,
+        y=codes(y_values, y_present),
+        p=codes(p_values, p_present),
+        y01=y01,
+        binary=binary,
+        lists=False,
+    )
+
+
 def binary_values(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """Label and prediction as 0/1 floats (NaN where missing)."""
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        def as01(name: str) -> np.ndarray:
-            return np.array(
-                [np.nan if v is None else float(v) for v in ctx.dataset.column(name)],
-                dtype=np.float64,
-            )
-
-        return as01("label"), as01("prediction")
+        return float_values(ctx.dataset.column("label")), float_values(
+            ctx.dataset.column("prediction")
+        )
 
     return ctx.once("binary_values", compute)
 
 
 def _confusion_columns(ctx: Context, unit: Unit) -> dict[str, np.ndarray]:
-    y, p = binary_values(ctx)
-    y, p = y[unit.indices], p[unit.indices]
-    return {
-        "tp": (y == 1) & (p == 1),
-        "fp": (y == 0) & (p == 1),
-        "fn": (y == 1) & (p == 0),
-        "tn": (y == 0) & (p == 0),
-    }
+    """The unit's 0/1 confusion indicators, one byte a record, computed once per unit and
+    shared by the metrics built on them (precision, recall, F1, ...)."""
 
+    def compute() -> dict[str, np.ndarray]:
+        y, p = binary_values(ctx)
+        y, p = y[unit.indices], p[unit.indices]
+        return {
+            "tp": (y == 1) & (p == 1),
+            "fp": (y == 0) & (p == 1),
+            "fn": (y == 1) & (p == 0),
+            "tn": (y == 0) & (p == 0),
+        }
 
-def _as_float(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: values.astype(np.float64) for name, values in columns.items()}
+    return ctx.once(f"confusion:{unit.key}", compute)
 
 
 def _multiclass_counts(
@@ -190,37 +215,70 @@ class Auroc(Statistic):
 
         super().__init__(value=float(roc_auc_score(y, score)), n=int(y.size))
         order = np.lexsort((y, score))  # by score; negatives first among equal scores
-        self.order = indices[order]
         sorted_y, sorted_s = y[order], score[order]
-        self.negative = (sorted_y == 0).astype(np.uint8)
+        negative = sorted_y == 0
+        # The negatives and the positives, each in score order, and for each positive how many
+        # negatives lie at or below it: a resample's running sum of negative weights, read at
+        # those positions, gives every positive's weighted count of negatives below it.
+        self.negatives = indices[order[negative]]
+        self.positives = indices[order[~negative]]
+        self.below = np.cumsum(negative)[~negative]
+        # Blocks of equal scores holding both classes: their pairs count one half.
         new_block = np.r_[True, sorted_s[1:] != sorted_s[:-1]]
         block = np.cumsum(new_block) - 1
-        has_neg = np.bincount(block, weights=sorted_y == 0) > 0
-        has_pos = np.bincount(block, weights=sorted_y == 1) > 0
-        mixed = (has_neg & has_pos)[block]
-        self.tie_positions = np.flatnonzero(mixed)
-        tie_blocks = block[self.tie_positions]
-        self.tie_starts = np.flatnonzero(np.r_[True, tie_blocks[1:] != tie_blocks[:-1]])
+        has_neg = np.bincount(block, weights=negative) > 0
+        has_pos = np.bincount(block, weights=~negative) > 0
+        mixed = has_neg & has_pos
+        self.tied_negatives, self.negative_starts = _tied(block[negative], mixed)
+        self.tied_positives, self.positive_starts = _tied(block[~negative], mixed)
+
+    def chunk_bytes(self) -> int:
+        # `replicates` works on a few resamples at a time in buffers of its own (about 10
+        # bytes a record), whatever the size of the chunk.
+        return 0
 
     def replicates(self, counts: np.ndarray) -> np.ndarray:
         # Integer arithmetic throughout (uint8 counts, int32 running sums, int64 products),
-        # so each resample's statistic is an exact ratio of integers.
-        weights = np.take(counts, self.order, axis=1)
-        negative = weights * self.negative
-        below = np.cumsum(negative, axis=1, dtype=np.int32)  # negatives at or below
-        positive = weights - negative
-        twice = 2 * np.einsum("ij,ij->i", positive, below, dtype=np.int64)
-        if self.tie_positions.size:
-            pos_tied = np.add.reduceat(
-                positive[:, self.tie_positions], self.tie_starts, axis=1, dtype=np.int64
-            )
-            neg_tied = np.add.reduceat(
-                negative[:, self.tie_positions], self.tie_starts, axis=1, dtype=np.int64
-            )
-            twice -= np.einsum("ij,ij->i", pos_tied, neg_tied)
-        positives = positive.sum(axis=1, dtype=np.int64)
-        negatives = below[:, -1].astype(np.int64)
+        # so each resample's statistic is an exact ratio of integers. A few resamples at a
+        # time: gathering a row of counts in score order is a random walk over it, fast while
+        # the rows being read fit in the processor's cache (about 256 KB of them).
+        rows = counts.shape[0]
+        group = max(1, min(rows, (1 << 18) // max(1, counts.shape[1])))
+        negative = np.empty((group, self.negatives.size), dtype=np.uint8)
+        positive = np.empty((group, self.positives.size), dtype=np.uint8)
+        running = np.zeros((group, self.negatives.size + 1), dtype=np.int32)  # [0, w1, w1+w2..]
+        below = np.empty((group, self.positives.size), dtype=np.int32)
+        twice = np.empty(rows, dtype=np.int64)
+        positives = np.empty(rows, dtype=np.int64)
+        negatives = np.empty(rows, dtype=np.int64)
+        for first in range(0, rows, group):
+            last = min(rows, first + group)
+            k = last - first
+            neg, pos, run, low = negative[:k], positive[:k], running[:k], below[:k]
+            np.take(counts[first:last], self.negatives, axis=1, out=neg)
+            np.take(counts[first:last], self.positives, axis=1, out=pos)
+            np.cumsum(neg, axis=1, dtype=np.int32, out=run[:, 1:])
+            np.take(run, self.below, axis=1, out=low)  # negatives at or below each positive
+            twice[first:last] = 2 * np.einsum("ij,ij->i", pos, low, dtype=np.int64)
+            if self.tied_positives.size:
+                pos_tied = np.add.reduceat(
+                    pos[:, self.tied_positives], self.positive_starts, axis=1, dtype=np.int64
+                )
+                neg_tied = np.add.reduceat(
+                    neg[:, self.tied_negatives], self.negative_starts, axis=1, dtype=np.int64
+                )
+                twice[first:last] -= np.einsum("ij,ij->i", pos_tied, neg_tied)
+            positives[first:last] = pos.sum(axis=1, dtype=np.int64)
+            negatives[first:last] = run[:, -1]
         return twice / (2.0 * positives * negatives)
+
+
+def _tied(blocks: np.ndarray, mixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in one class's score order) of the records in mixed tie blocks, and where
+    each block's run of them starts: the k-th run of either class is the k-th mixed block."""
+    positions = np.flatnonzero(mixed[blocks])
+    tied = blocks[positions]
+    return positions, np.flatnonzero(np.r_[True, tied[1:] != tied[:-1]])
 
 
 def _ratio(numerator: str, denominator: str):
@@ -259,7 +317,7 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
         return Macro(key, y, p, len(cls.labels), unit.indices)
     if not cls.binary:
         return _needs_binary(cls)
-    columns = _as_float(_confusion_columns(ctx, unit))
+    columns = _confusion_columns(ctx, unit)
     tp, fp, fn, tn = (float(columns[name].sum()) for name in ("tp", "fp", "fn", "tn"))
     if key == "precision":
         return Additive(
@@ -267,7 +325,6 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
             lambda t: t["tp"] / (t["tp"] + t["fp"]),
             n=m,
             reason_if_undefined="no positive predictions: precision is undefined",
-            share_columns=True,
         )
     if key == "recall":
         return Additive(
@@ -275,7 +332,6 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
             lambda t: t["tp"] / (t["tp"] + t["fn"]),
             n=m,
             reason_if_undefined="no positive labels: recall is undefined",
-            share_columns=True,
         )
     if key == "f1":
         return Additive(
@@ -283,7 +339,6 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
             lambda t: 2 * t["tp"] / ((t["tp"] + t["fn"]) + (t["tp"] + t["fp"])),
             n=m,
             reason_if_undefined="no positive labels or predictions: F1 is undefined",
-            share_columns=True,
         )
     if key == "specificity":
         return Additive(
@@ -291,7 +346,6 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
             lambda t: t["tn"] / (t["tn"] + t["fp"]),
             n=m,
             reason_if_undefined="no negative labels: specificity is undefined",
-            share_columns=True,
         )
     if key in ("lr_positive", "lr_negative"):
         if tp + fn == 0:
@@ -303,7 +357,7 @@ def build(ctx: Context, key: str, unit: Unit) -> Result:
         else:
             reason = "specificity is 0 (no true negatives): LR- is infinite"
         formula = _lr_positive if key == "lr_positive" else _lr_negative
-        return Additive(columns, formula, n=m, reason_if_undefined=reason, share_columns=True)
+        return Additive(columns, formula, n=m, reason_if_undefined=reason)
     raise KeyError(key)
 
 
@@ -355,12 +409,28 @@ def _probability(ctx: Context, key: str, unit: Unit, cls: Classes) -> Result:
             reason_if_undefined="no records",
             value=float(np.average((y - score) ** 2)),
         )
+    return _ece_statistic(y, score, unit)
+
+
+def _ece_statistic(y: np.ndarray, score: np.ndarray, unit: Unit) -> Statistic:
+    """ECE from the residuals summed per score bin: one residual a record and its bin
+    (`column_segments`), not ten columns that are zero outside their bin."""
+    m = int(y.size)
     bins = np.minimum(np.floor(score * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-    columns = {"count": np.ones(m)}
     residual = y - score
+    # The estimate sums each bin's residuals with the unit's other records as zeros, as it
+    # always has, so its value does not change with the storage.
+    totals = {"count": np.array([float(m)])}
     for b in range(ECE_BINS):
-        columns[f"ece{b}"] = np.where(bins == b, residual, 0.0)
-    return Additive(columns, _ece, n=m, reason_if_undefined="no records")
+        totals[f"ece{b}"] = np.array([np.sum(np.where(bins == b, residual, 0.0))])
+    return Additive(
+        {"count": np.ones(m, dtype=bool), "ece": residual},
+        _ece,
+        n=m,
+        reason_if_undefined="no records",
+        value=float(_ece(totals)[0]),
+        column_segments={"ece": (bins.astype(np.uint8), ECE_BINS)},
+    )
 
 
 def _ece(t: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -155,19 +155,11 @@ def _build_fairness(ctx: Context, key: str, attribute: str) -> tuple[Unit, Stati
 
 
 def _subgroups(ctx: Context) -> list[Unit]:
-    units = []
-    for attribute in ctx.dataset.groups:
-        values, codes = fairness.group_codes(ctx, attribute)
-        for code, value in enumerate(values):
-            units.append(
-                Unit(
-                    key=f"group:{attribute}={value}",
-                    indices=np.flatnonzero(codes == code),
-                    attribute=attribute,
-                    group=value,
-                )
-            )
-    return units
+    # The same unit objects as the fairness differences' per-group columns: the bootstrap
+    # stores and sums each subgroup's columns once, over its own records.
+    return [
+        unit for attribute in ctx.dataset.groups for unit in fairness.group_units(ctx, attribute)
+    ]
 
 
 def _clean(value: Any) -> float | None:
@@ -281,7 +273,7 @@ def _assemble(
         if key in dataset.unavailable:
             warnings.append(f"{key}: not computed ({dataset.unavailable[key]})")
     for attribute, column in dataset.groups.items():
-        missing = sum(value is None for value in column)
+        missing = column.count(None)
         if missing:
             warnings.append(
                 f"groups.{attribute}: {missing} record(s) have no value and are left out of "

@@ -24,6 +24,7 @@ import numpy as np
 from .bootstrap import PAIRWISE_METHOD, Additive, Statistic, Unit, undefined
 from .classification import binary_values, classes
 from .context import Context
+from .records import CategoryColumn
 
 
 def group_codes(ctx: Context, attribute: str) -> tuple[list[str], np.ndarray]:
@@ -31,11 +32,37 @@ def group_codes(ctx: Context, attribute: str) -> tuple[list[str], np.ndarray]:
 
     def compute() -> tuple[list[str], np.ndarray]:
         column = ctx.dataset.groups[attribute]
+        if isinstance(column, CategoryColumn):  # codes in order of appearance, re-sorted
+            values = sorted(column.categories)
+            rank = np.array([values.index(v) for v in column.categories] + [-1])
+            return values, rank[column.codes()]  # code -1 (no value) picks the -1 at the end
         values = sorted({v for v in column if v is not None})
         code = {value: i for i, value in enumerate(values)}
         return values, np.array([code.get(v, -1) if v is not None else -1 for v in column])
 
     return ctx.once(f"groups:{attribute}", compute)
+
+
+def group_units(ctx: Context, attribute: str) -> list[Unit]:
+    """One unit per group of `attribute`, in the order of `group_codes`: the subgroups the
+    engine reports, and the records a fairness difference's per-group columns are over."""
+
+    def compute() -> list[Unit]:
+        values, codes = group_codes(ctx, attribute)
+        # One stable sort instead of a scan of all records per group.
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(values) + 1))
+        return [
+            Unit(
+                key=f"group:{attribute}={value}",
+                indices=order[bounds[code] : bounds[code + 1]],
+                attribute=attribute,
+                group=value,
+            )
+            for code, value in enumerate(values)
+        ]
+
+    return ctx.once(f"group-units:{attribute}", compute)
 
 
 def fairness_unit(ctx: Context, attribute: str) -> Unit:
@@ -85,11 +112,23 @@ class Difference(Additive):
 
     interval_method = PAIRWISE_METHOD
 
-    def __init__(self, columns: dict[str, np.ndarray], rates: Rates, *, k: int, n: int):
+    def __init__(
+        self,
+        columns: dict[str, np.ndarray],
+        rates: Rates,
+        *,
+        k: int,
+        n: int,
+        column_units: dict[str, Unit] | None = None,
+    ):
         self.rates, self.k = rates, k
         self.first, self.second = np.triu_indices(k, 1)
         super().__init__(
-            columns, self.spread, n=n, reason_if_undefined="no records with this attribute"
+            columns,
+            self.spread,
+            n=n,
+            reason_if_undefined="no records with this attribute",
+            column_units=column_units,
         )
         totals = {name: np.array([np.sum(column)]) for name, column in columns.items()}
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -125,17 +164,23 @@ def build(ctx: Context, key: str, attribute: str) -> tuple[Unit, Statistic]:
     if key == "equalized_odds_difference" and not cls.binary:
         return unit, undefined(f"needs binary 0/1 labels and predictions; found {cls.describe()}")
     parity = key == "demographic_parity_difference"
+    # Each group's counts are over the group's records only (the subgroup units): stored over
+    # all records of the attribute they would be zero everywhere else.
     columns: dict[str, np.ndarray] = {}
-    for code in range(k):
-        member = (g == code).astype(np.float64)
-        columns[f"n{code}"] = member
+    parts: dict[str, Unit] = {}
+    for code, part in enumerate(group_units(ctx, attribute)):
+        yg, pg = y_all[part.indices], p_all[part.indices]
+        here = {f"n{code}": np.ones(part.size, dtype=bool)}
         if parity:
-            columns[f"sel{code}"] = member * (p == 1)
+            here[f"sel{code}"] = pg == 1
         else:
-            columns[f"pos{code}"] = member * (y == 1)
-            columns[f"tp{code}"] = member * ((y == 1) & (p == 1))
-            columns[f"fp{code}"] = member * ((y == 0) & (p == 1))
-    stat = Difference(columns, _parity_rates if parity else _odds_rates, k=k, n=m)
+            here[f"pos{code}"] = yg == 1
+            here[f"tp{code}"] = (yg == 1) & (pg == 1)
+            here[f"fp{code}"] = (yg == 0) & (pg == 1)
+        columns.update(here)
+        parts.update(dict.fromkeys(here, part))
+    rates = _parity_rates if parity else _odds_rates
+    stat = Difference(columns, rates, k=k, n=m, column_units=parts)
     stat.warnings.extend(_small_groups(ctx, key, values, g, y))
     if k == 1:
         stat.warnings.append(f'only one group ("{values[0]}"): the difference is 0 by definition')

@@ -6,18 +6,28 @@ record is validated before anything is computed; the first problem refuses the w
 a `RecordError` that names the line and the field. That includes hostile input: nesting deeper
 than `MAX_DEPTH`, numbers longer than `MAX_NUMBER_DIGITS` digits, and text a database cannot
 hold (a NUL character or an unpaired surrogate), in keys as in values.
+
+Memory stays bounded at a million records: records are not kept as parsed objects. Each field
+goes into a column as it is read, numbers into float64 arrays, flags and integer classes into
+int64 arrays, group values into small integer codes (`Column` and its kinds read like lists of
+values with None for a record that lacks one); only text, string classes and lists stay Python
+objects.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import re
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, overload
+
+import numpy as np
 
 from .registry import METRICS, class_requirement, required_fields
 
@@ -118,24 +128,207 @@ class RecordError(ValueError):
         return self.sentence()
 
 
+# Values converted to Python objects at a time when a typed column is iterated: bounded memory,
+# and no per-value Python code in the loop.
+_ITERATE_BLOCK = 1 << 16
+
+
+class Column(Sequence[Any]):
+    """A typed column of a parsed file: one value per record, None where a record lacks it.
+
+    It reads like the list of those values (indexing, iteration, `None in column`, equality
+    with a list), and gives numpy arrays directly to the code that wants them (`floats`).
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def floats(self) -> np.ndarray:
+        """The values as float64, NaN where a record has none (a new array)."""
+        raise NotImplementedError
+
+    def _missing(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _blocks(self) -> Iterator[list[Any]]:
+        raise NotImplementedError
+
+    def _value(self, index: int) -> Any:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._value(i) for i in range(*index.indices(len(self)))]
+        index = int(index)  # numpy integers too
+        if not -len(self) <= index < len(self):
+            raise IndexError("column index out of range")
+        return self._value(index % len(self))
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self._blocks())
+
+    def __contains__(self, value: object) -> bool:
+        if value is None:
+            return bool(self._missing().any())
+        return any(item == value for item in self)
+
+    def count(self, value: Any) -> int:
+        if value is None:
+            return int(self._missing().sum())
+        return sum(1 for item in self if item == value)
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        if value is None and start == 0 and stop is None:
+            missing = np.flatnonzero(self._missing())
+            if missing.size:
+                return int(missing[0])
+            raise ValueError("None is not in the column")
+        return super().index(value, start, len(self) if stop is None else stop)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(v) for v in self[:5])
+        return f"{type(self).__name__}([{shown}{', ...' if len(self) > 5 else ''}], n={len(self)})"
+
+
+class FloatColumn(Column):
+    """Numbers (always finite when present), float64, NaN for a record without one."""
+
+    def __init__(self, values: np.ndarray):
+        self._values = values
+
+    def __len__(self) -> int:
+        return int(self._values.size)
+
+    def floats(self) -> np.ndarray:
+        return self._values.copy()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self._values.astype(dtype or np.float64, copy=True)
+
+    def _missing(self) -> np.ndarray:
+        missing: np.ndarray = np.isnan(self._values)
+        return missing
+
+    def _value(self, index: int) -> float | None:
+        value = float(self._values[index])
+        return None if value != value else value
+
+    def _blocks(self) -> Iterator[list[Any]]:
+        for start in range(0, self._values.size, _ITERATE_BLOCK):
+            values = self._values[start : start + _ITERATE_BLOCK]
+            block = values.tolist()
+            yield [None if v != v else v for v in block] if np.isnan(values).any() else block
+
+
+class IntColumn(Column):
+    """Integers (flags, integer classes) as int64, with a mask of the records that have one."""
+
+    def __init__(self, values: np.ndarray, present: np.ndarray):
+        self._values, self._present = values, present
+        self._complete = bool(present.all())
+
+    def __len__(self) -> int:
+        return int(self._values.size)
+
+    def floats(self) -> np.ndarray:
+        return np.where(self._present, self._values, np.nan)
+
+    def integers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the values, 0 where missing; which records have one): read-only views."""
+        values, present = self._values.view(), self._present.view()
+        values.flags.writeable = present.flags.writeable = False
+        return values, present
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._complete:
+            return self._values.astype(dtype or np.int64, copy=True)
+        return np.array(list(self), dtype=dtype)
+
+    def _missing(self) -> np.ndarray:
+        return ~self._present
+
+    def _value(self, index: int) -> int | None:
+        return int(self._values[index]) if self._present[index] else None
+
+    def _blocks(self) -> Iterator[list[Any]]:
+        for start in range(0, self._values.size, _ITERATE_BLOCK):
+            block = self._values[start : start + _ITERATE_BLOCK].tolist()
+            if self._complete:
+                yield block
+            else:
+                present = self._present[start : start + _ITERATE_BLOCK].tolist()
+                yield [v if p else None for v, p in zip(block, present, strict=True)]
+
+
+class CategoryColumn(Column):
+    """Group values: one int32 code a record into the distinct values (-1: no value)."""
+
+    def __init__(self, codes: np.ndarray, categories: list[str]):
+        self._codes, self.categories = codes, categories
+        self._lookup = np.array([*categories, None], dtype=object)  # code -1 -> None
+
+    def __len__(self) -> int:
+        return int(self._codes.size)
+
+    def codes(self) -> np.ndarray:
+        """Each record's code into `categories` (-1 where it has no value): a read-only view."""
+        codes = self._codes.view()
+        codes.flags.writeable = False
+        return codes
+
+    def floats(self) -> np.ndarray:
+        raise TypeError("group values are not numbers")
+
+    def _missing(self) -> np.ndarray:
+        return self._codes < 0
+
+    def _value(self, index: int) -> str | None:
+        code = int(self._codes[index])
+        return None if code < 0 else self.categories[code]
+
+    def _blocks(self) -> Iterator[list[Any]]:
+        for start in range(0, self._codes.size, _ITERATE_BLOCK):
+            yield self._lookup[self._codes[start : start + _ITERATE_BLOCK]].tolist()
+
+
+def float_values(column: Sequence[Any]) -> np.ndarray:
+    """A column's values as float64, NaN where a record has none: at array speed for a typed
+    column, by a loop for a list."""
+    if isinstance(column, Column):
+        return column.floats()
+    return np.array([np.nan if v is None else float(v) for v in column], dtype=np.float64)
+
+
 @dataclass
 class Dataset:
     """A validated file: one column per known field (None where a record lacks it) and one per
-    group attribute, plus what the provenance needs."""
+    group attribute, plus what the provenance needs. Numeric, flag, integer class and group
+    columns are typed `Column`s; the others are lists."""
 
     n: int
     input_format: str
     sha256: str
     size_bytes: int
-    lines: list[int]
+    lines: Sequence[int]
     ids: list[str | None]
-    columns: dict[str, list[Any]]
-    groups: dict[str, list[str | None]]
+    columns: dict[str, Sequence[Any]]
+    groups: dict[str, Sequence[str | None]]
     ignored_fields: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     class_kinds: frozenset[str] = frozenset()
 
-    def column(self, name: str) -> list[Any]:
+    def column(self, name: str) -> Sequence[Any]:
         return self.columns.get(name) or [None] * self.n
 
     def has(self, name: str) -> bool:
@@ -702,26 +895,29 @@ def parse_records(
     reader = _Reader(stream, limits)
     source = _jsonl_records(reader) if input_format == "jsonl" else _csv_records(reader)
 
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
+    # Columns are built as records are read: no record is kept as a parsed object.
+    builders: dict[str, _Builder] = {}
+    appenders: dict[str, Callable[[Any], None]] = {}  # each builder's values.append
+    lines = array("q")
     ids: list[str | None] = []
-    group_columns: dict[str, dict[int, str]] = {}
-    first_line_of_id: dict[str, int] = {}
+    seen_ids: set[str] = set()
+    group_columns: dict[str, _GroupBuilder] = {}
     ignored: set[str] = set()
     class_kinds: set[str] = set()
     class_kind_lines: dict[str, int] = {}
 
+    index = 0
     for number, obj, csv_cell in source:
-        if len(records) >= limits.max_rows:
+        if index >= limits.max_rows:
             raise RecordError(
                 f"more than {limits.max_rows:,} records; the limit is {limits.max_rows:,}",
                 line=number,
             )
-        index = len(records)
-        parsed: dict[str, Any] = {}
+        record_id = None
+        added = grouped = 0
         for name, value in obj.items():
             if name == "groups":
-                _parse_groups(value, number, index, group_columns, csv_cell)
+                grouped = _parse_groups(value, number, index, group_columns, csv_cell)
                 continue
             kind = FIELD_KINDS.get(name)
             if kind is None:
@@ -751,7 +947,21 @@ def parse_records(
                 parsed_value = value
             else:
                 parsed_value = _parse(kind, value, False, number, name)
-            parsed[name] = parsed_value
+            if kind == "id":
+                record_id = parsed_value
+                continue
+            append = appenders.get(name)
+            if append is None:
+                builders[name] = _builder(kind, index)
+                append = appenders[name] = builders[name].values.append
+            try:
+                append(parsed_value)
+            except (TypeError, OverflowError):  # an integer column meets a string, a list of
+                # codes or an integer beyond int64: it becomes a list
+                builders[name] = builders[name].as_list()  # type: ignore[attr-defined]
+                append = appenders[name] = builders[name].values.append
+                append(parsed_value)
+            added += 1
             if kind == "class":
                 if kind_here is None:
                     kind_here = _kind_of(parsed_value)
@@ -768,43 +978,43 @@ def parse_records(
                         )
                     class_kinds.add(kind_here)
                     class_kind_lines[kind_here] = number
-        record_id = parsed.pop("id", None)
+        if added != len(builders):  # fields this record lacks
+            for builder in builders.values():
+                builder.pad(index + 1)
+        if grouped != len(group_columns):
+            for column in group_columns.values():
+                column.pad(index + 1)
         if record_id is not None:
-            first = first_line_of_id.get(record_id)
-            if first is not None:
+            if record_id in seen_ids:
+                first = lines[ids.index(record_id)]  # only on the refusal: a set, not a dict
                 raise RecordError(
                     f'duplicate id "{record_id}" (first seen on line {first})',
                     line=number,
                     field="id",
                 )
-            first_line_of_id[record_id] = number
-        records.append(parsed)
+            seen_ids.add(record_id)
         lines.append(number)
         ids.append(record_id)
+        index += 1
 
-    if not records:
+    if not index:
         if reader.header_seen:
             raise RecordError("the file is empty (a header but no records)")
         raise RecordError("the file is empty")
 
-    n = len(records)
-    present = {name for record in records for name in record}
-    columns = {name: [record.get(name) for record in records] for name in sorted(present)}
-    groups: dict[str, list[str | None]] = {}
+    n = index
+    del seen_ids
+    columns = {name: builders[name].finish(n) for name in sorted(builders)}
+    groups: dict[str, Sequence[str | None]] = {}
     for attribute in sorted(group_columns):
         values = group_columns[attribute]
-        column: list[str | None] = [None] * n
-        for index, value in values.items():
-            column[index] = value
-        distinct = set(values.values())
-        if len(distinct) > limits.max_group_values:
+        if len(values.categories) > limits.max_group_values:
             raise RecordError(
-                f'group attribute "{attribute}" has {len(distinct)} distinct values; at most '
-                f"{limits.max_group_values} are supported (use bands or categories)",
+                f'group attribute "{attribute}" has {len(values.categories)} distinct values; at '
+                f"most {limits.max_group_values} are supported (use bands or categories)",
                 field=f"groups.{attribute}",
             )
-        if distinct:
-            groups[attribute] = column
+        groups[attribute] = values.finish(n)
 
     dataset = Dataset(
         n=n,
@@ -845,21 +1055,132 @@ def _kind_of(value: Any) -> str:
     return "spans" if isinstance(value[0], tuple) else "codes"
 
 
+_FLOAT_KINDS = frozenset({"probability", "number", "nonnegative"})
+_INT_KINDS = frozenset({"flag", "class"})
+
+
+class _Builder:
+    """One field's values, appended as the records are read (`values.append` is the hot path);
+    `pad` gives the records that lack the field None."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: Any = []
+
+    def pad(self, size: int) -> None:
+        if len(self.values) < size:
+            self.values.extend([None] * (size - len(self.values)))
+
+    def finish(self, n: int) -> Sequence[Any]:
+        self.pad(n)
+        values: list[Any] = self.values
+        return values
+
+
+class _FloatBuilder(_Builder):
+    """Numbers (always floats once parsed) into float64, NaN for a record without one."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.values = array("d")
+
+    def pad(self, size: int) -> None:
+        if len(self.values) < size:
+            self.values.extend(array("d", [math.nan]) * (size - len(self.values)))
+
+    def finish(self, n: int) -> Sequence[Any]:
+        self.pad(n)
+        return FloatColumn(np.frombuffer(self.values, dtype=np.float64))
+
+
+class _IntBuilder(_Builder):
+    """Flags and integer classes into int64, with the runs of records that lack one. Its
+    `values.append` refuses a string, a list of codes or an integer beyond int64 (TypeError,
+    OverflowError): the column then becomes a list (`as_list`)."""
+
+    __slots__ = ("gaps",)
+
+    def __init__(self) -> None:
+        self.values = array("q")
+        self.gaps: list[tuple[int, int]] = []
+
+    def pad(self, size: int) -> None:
+        if len(self.values) < size:
+            self.gaps.append((len(self.values), size))
+            self.values.extend(array("q", [0]) * (size - len(self.values)))
+
+    def as_list(self) -> _Builder:
+        builder = _Builder()
+        builder.values = self.values.tolist()
+        for start, stop in self.gaps:
+            builder.values[start:stop] = [None] * (stop - start)
+        return builder
+
+    def finish(self, n: int) -> Sequence[Any]:
+        self.pad(n)
+        present = np.ones(n, dtype=np.bool_)
+        for start, stop in self.gaps:
+            present[start:stop] = False
+        return IntColumn(np.frombuffer(self.values, dtype=np.int64), present)
+
+
+def _builder(kind: str, size: int) -> _Builder:
+    """An empty column for a field of `kind` first seen at record `size`."""
+    builder = (
+        _FloatBuilder()
+        if kind in _FLOAT_KINDS
+        else _IntBuilder()
+        if kind in _INT_KINDS
+        else _Builder()
+    )
+    builder.pad(size)
+    return builder
+
+
+class _GroupBuilder:
+    """One group attribute's values as codes into its distinct values, in order of appearance;
+    -1 for a record without one."""
+
+    __slots__ = ("categories", "code_of", "codes")
+
+    def __init__(self) -> None:
+        self.codes = array("i")
+        self.code_of: dict[str, int] = {}
+        self.categories: list[str] = []
+
+    def new(self, value: str) -> int:
+        code = self.code_of[value] = len(self.categories)
+        self.categories.append(value)
+        return code
+
+    def pad(self, size: int) -> None:
+        if len(self.codes) < size:
+            self.codes.extend(array("i", [-1]) * (size - len(self.codes)))
+
+    def finish(self, n: int) -> CategoryColumn:
+        self.pad(n)
+        return CategoryColumn(np.frombuffer(self.codes, dtype=np.int32), self.categories)
+
+
 def _parse_groups(
     value: Any,
     number: int,
     index: int,
-    group_columns: dict[str, dict[int, str]],
+    group_columns: dict[str, _GroupBuilder],
     csv_cell: bool,
-) -> None:
+) -> int:
+    """Add record `index`'s group values to their columns; how many it has."""
     if value is None:
-        return
+        return 0
     if not isinstance(value, dict):
         raise RecordError(
             f"expected an object of group attributes, got {_json_type(value)}",
             line=number,
             field="groups",
         )
+    added = 0
     for attribute, raw in value.items():
         if type(raw) is str and raw:  # the common case
             group = raw
@@ -876,8 +1197,12 @@ def _parse_groups(
                 raise RecordError(
                     "a group attribute has an empty name", line=number, field="groups"
                 )
-            column = group_columns[attribute] = {}
-        column[index] = group
+            column = group_columns[attribute] = _GroupBuilder()
+            column.pad(index)
+        code = column.code_of.get(group)
+        column.codes.append(column.new(group) if code is None else code)
+        added += 1
+    return added
 
 
 def _check_requirements(dataset: Dataset, metrics: list[str], *, strict: bool) -> None:

@@ -105,7 +105,7 @@ def test_a_progress_callback_stops_the_run_from_inside_a_text_stage():
 def test_the_bootstrap_reports_after_every_chunk(monkeypatch):
     from lifecycle.metrics import bootstrap
 
-    monkeypatch.setattr(bootstrap, "CHUNK_ELEMENTS", 300 * 10)  # 10 resamples a chunk
+    monkeypatch.setattr(bootstrap, "MAX_CHUNK_RESAMPLES", 10)  # 10 resamples a chunk
     messages: list[str] = []
     evaluate(
         io.BytesIO(binary_classifier(seed=1, n=300, prevalence=0.3, separation=1.5)),

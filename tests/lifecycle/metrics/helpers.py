@@ -73,6 +73,26 @@ def engine_replicates(
     return stat, replicates
 
 
+def full_width_columns(stat: Statistic, unit: Unit, n: int) -> dict[str, np.ndarray]:
+    """The statistic's columns over all n records, zero outside the records each is over (its
+    part of the unit in `column_units`, or the unit), a segmented column as one column per
+    segment: the layout the bootstrap stored before issue 15."""
+    full = {}
+    for name, values in stat.columns.items():
+        indices = stat.column_units.get(name, unit).indices
+        if name in stat.column_segments:
+            segment, size = stat.column_segments[name]
+            for k in range(size):
+                column = np.zeros(n)
+                column[indices[segment == k]] = np.asarray(values)[segment == k]
+                full[f"{name}{k}"] = column
+        else:
+            column = np.zeros(n)
+            column[indices] = values
+            full[name] = column
+    return full
+
+
 def slow_replicates(
     n: int, resamples: int, seed: int, compute: Callable[[np.ndarray], float]
 ) -> np.ndarray:

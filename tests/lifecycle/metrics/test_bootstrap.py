@@ -272,7 +272,7 @@ def test_consistency_resamples_prompts():
 def test_chunks_and_threads_do_not_change_the_replicates(monkeypatch):
     records, *_ = binary_data(n=90)
     _, reference = engine_replicates(records, "auroc", resamples=RESAMPLES)
-    monkeypatch.setattr(bootstrap, "CHUNK_ELEMENTS", 90 * 7)  # chunks of 7 resamples
+    monkeypatch.setattr(bootstrap, "MAX_CHUNK_RESAMPLES", 7)  # chunks of 7 resamples
     monkeypatch.setattr(bootstrap, "PARALLEL_ELEMENTS", 1)  # and two threads
     _, chunked = engine_replicates(records, "auroc", resamples=RESAMPLES)
     np.testing.assert_array_equal(reference, chunked)

@@ -403,7 +403,7 @@ def test_every_task_preset_runs_on_a_file_with_every_field(monkeypatch):
 def test_a_progress_callback_can_abort_the_run(monkeypatch):
     from lifecycle.metrics import bootstrap
 
-    monkeypatch.setattr(bootstrap, "CHUNK_ELEMENTS", 300 * 10)  # 10 resamples a chunk
+    monkeypatch.setattr(bootstrap, "MAX_CHUNK_RESAMPLES", 10)  # 10 resamples a chunk
     monkeypatch.setattr(bootstrap, "PARALLEL_ELEMENTS", 1)  # on two threads
     chunks = []
     original = bootstrap._Resampler.chunk

@@ -14,10 +14,15 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from lifecycle.metrics import bootstrap
-from lifecycle.metrics.bootstrap import PAIRWISE_METHOD, pairwise_interval, percentile_interval
+from lifecycle.metrics.bootstrap import (
+    PAIRWISE_METHOD,
+    Unit,
+    pairwise_interval,
+    percentile_interval,
+)
 from lifecycle.metrics.engine import _outside
 
-from .helpers import engine_replicates, jsonl, run_file
+from .helpers import engine_replicates, full_width_columns, jsonl, run_file
 
 RESAMPLES = 1000
 OUTSIDE = "lies outside its 95% interval"
@@ -52,9 +57,10 @@ def bca_interval(stat, replicates, n):
     value = stat.value
     p0 = (np.sum(replicates < value) + 0.5 * np.sum(replicates == value)) / replicates.size
     z0 = norm.ppf(np.clip(p0, 0.5 / replicates.size, 1 - 0.5 / replicates.size))
-    names = list(stat.columns)
-    rows = np.stack([stat.columns[name] for name in names], axis=1)
-    rows = np.vstack([rows, np.zeros((n - rows.shape[0], len(names)))])
+    # every record has a group here, so the fairness unit is all n records
+    columns = full_width_columns(stat, Unit(key="all", indices=np.arange(n)), n)
+    names = list(columns)
+    rows = np.stack([columns[name] for name in names], axis=1)
     kinds, counts = np.unique(rows, axis=0, return_counts=True)
     totals = rows.sum(axis=0)
     left_out = stat.combine({name: totals[i] - kinds[:, i] for i, name in enumerate(names)})
@@ -214,7 +220,7 @@ def test_fairness_intervals_are_deterministic_and_independent_of_chunks_and_thre
     key = "equalized_odds_difference"
     stat, _ = engine_replicates(records, key, resamples=200, seed=4, attribute="g")
     again, _ = engine_replicates(records, key, resamples=200, seed=4, attribute="g")
-    monkeypatch.setattr(bootstrap, "CHUNK_ELEMENTS", 400 * 7)
+    monkeypatch.setattr(bootstrap, "MAX_CHUNK_RESAMPLES", 7)
     monkeypatch.setattr(bootstrap, "PARALLEL_ELEMENTS", 1)
     chunked, _ = engine_replicates(records, key, resamples=200, seed=4, attribute="g")
     np.testing.assert_array_equal(stat.component_replicates, again.component_replicates)
